@@ -1,0 +1,230 @@
+"""The torch implementation of the core's backend protocol."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from groupcam_core.errors import (
+    BackendError,
+    InputError,
+    ModelOutputError,
+    TargetLayerError,
+)
+from groupcam_core.protocol import GradientPass, TargetResolver
+
+from ._layers import first_convolution
+
+__all__ = ["DEFAULT_BATCH_SIZES", "OutputSelector", "TorchBackend", "select_output"]
+
+#: Rows per masked forward pass when the user gives no ``batch_size``, by device
+#: type. On a CPU small chunks keep the working set in cache and are as fast per
+#: image as large ones (see docs/benchmarks.md); accelerators want large chunks.
+DEFAULT_BATCH_SIZES: dict[str, int] = {"cpu": 16, "cuda": 64, "mps": 32, "xpu": 64}
+
+OutputSelector = str | int | Callable[[Any], Any] | None
+
+
+def select_output(raw: Any, selector: OutputSelector) -> torch.Tensor:
+    """Pick the ``(B, classes)`` tensor from whatever the model returned."""
+    if selector is not None:
+        if callable(selector):
+            chosen = selector(raw)
+        elif isinstance(selector, str):
+            if isinstance(raw, Mapping) and selector in raw:
+                chosen = raw[selector]
+            elif hasattr(raw, selector):
+                chosen = getattr(raw, selector)
+            else:
+                raise ModelOutputError(
+                    f"output={selector!r}: the model's {type(raw).__name__} output has no "
+                    "such key or attribute"
+                )
+        elif isinstance(selector, int) and not isinstance(selector, bool):
+            try:
+                chosen = raw[selector]
+            except (IndexError, KeyError, TypeError) as error:
+                raise ModelOutputError(
+                    f"output={selector}: cannot index the model's {type(raw).__name__} output"
+                ) from error
+        else:
+            raise BackendError(
+                "output must be None, a key or attribute name, an index, or a callable"
+            )
+    elif torch.is_tensor(raw):
+        chosen = raw
+    elif torch.is_tensor(getattr(raw, "logits", None)):
+        chosen = raw.logits
+    elif isinstance(raw, Mapping):
+        if "logits" in raw:
+            chosen = raw["logits"]
+        elif len(raw) == 1:
+            chosen = next(iter(raw.values()))
+        else:
+            raise ModelOutputError(
+                f"the model returned a mapping with keys {sorted(map(str, raw))}; "
+                "pass output=<key> to say which one holds the class scores"
+            )
+    elif isinstance(raw, (tuple, list)) and raw:
+        chosen = raw[0]
+    else:
+        chosen = raw
+    if not torch.is_tensor(chosen):
+        raise ModelOutputError(
+            f"expected the class scores as a torch.Tensor, got {type(chosen).__name__}; "
+            "pass output= (a key, an attribute name, an index or a callable) to select them"
+        )
+    return chosen
+
+
+def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's first parameter (or buffer)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def _look_like_probabilities(outputs: torch.Tensor) -> bool:
+    if outputs.shape[1] < 2:
+        return False
+    values = outputs.double()
+    return bool(
+        (values >= 0).all()
+        and torch.allclose(values.sum(dim=1), torch.ones_like(values[:, 0]), atol=1e-4)
+    )
+
+
+class TorchBackend:
+    """One torch model and one target layer, seen through the core's protocol."""
+
+    input_layout = "channels_first"
+    feature_layout = "channels_first"
+    fixed_batch_shape = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: nn.Module,
+        layer_name: str,
+        output: OutputSelector = None,
+        outputs_probabilities: bool = False,
+    ) -> None:
+        self.model = model
+        self.layer = layer
+        self.layer_name = layer_name
+        self.output = output
+        self.outputs_probabilities = outputs_probabilities
+        self.device, self.dtype = model_device_and_dtype(model)
+
+    @property
+    def default_batch_size(self) -> int:
+        return DEFAULT_BATCH_SIZES.get(self.device.type, 32)
+
+    def prepare_input(self, x: Any) -> torch.Tensor:
+        if torch.is_tensor(x):
+            tensor = x.detach()
+        else:
+            try:
+                tensor = torch.as_tensor(np.asarray(x))
+            except (TypeError, ValueError) as error:
+                raise InputError(
+                    f"cannot turn the input of type {type(x).__name__} into a tensor: {error}"
+                ) from error
+        if not tensor.is_floating_point():
+            raise InputError(
+                f"expected a floating-point batch, got dtype {tensor.dtype}; "
+                "convert and normalise images the way the model was trained"
+            )
+        tensor = tensor.to(device=self.device, dtype=self.dtype)
+        self._check_channels(tensor)
+        return tensor
+
+    def _check_channels(self, tensor: torch.Tensor) -> None:
+        found = first_convolution(self.model)
+        if tensor.ndim != 4 or found is None:
+            return
+        name, convolution = found
+        expected = convolution.in_channels
+        if tensor.shape[1] != expected:
+            hint = (
+                "; it looks channels-last, use x.permute(0, 3, 1, 2)"
+                if tensor.shape[3] == expected
+                else ""
+            )
+            raise InputError(
+                f"the model's first convolution {name!r} takes {expected} channels but the batch "
+                f"has shape {tuple(tensor.shape)}; expected (B, {expected}, H, W){hint}"
+            )
+
+    def gradient_pass(self, x: torch.Tensor, resolve_targets: TargetResolver) -> GradientPass:
+        # Below the target layer nothing needs a graph: the forward runs under
+        # no_grad and the hook turns gradients on from the target's output,
+        # which it replaces with a fresh leaf (returned as a clone, so in-place
+        # operations after the layer cannot touch it). Frozen parameters,
+        # torch.no_grad() and torch.inference_mode() around the call all work,
+        # and parameters' .grad are never written (torch.autograd.grad).
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
+            if not (torch.is_tensor(output) and output.is_floating_point()):
+                raise TargetLayerError(
+                    f"target layer {self.layer_name!r} returned {type(output).__name__}, "
+                    "not a floating-point tensor"
+                )
+            torch.set_grad_enabled(True)
+            leaf = output.detach().requires_grad_(True)
+            captured["activations"] = leaf
+            return leaf.clone()
+
+        with torch.inference_mode(False):
+            x = x.clone()  # an inference tensor (made under inference_mode) becomes usable
+            handle = self.layer.register_forward_hook(capture)
+            try:
+                with torch.no_grad():
+                    raw = self.model(x)
+            finally:
+                handle.remove()
+            if "activations" not in captured:
+                raise TargetLayerError(
+                    f"target layer {self.layer_name!r} was not called during the forward pass"
+                )
+            activations = captured["activations"]
+            outputs = select_output(raw, self.output)
+            targets = resolve_targets(outputs.detach())
+            if not self.outputs_probabilities and _look_like_probabilities(outputs.detach()):
+                warnings.warn(
+                    "the model's outputs look like probabilities (non-negative rows summing to 1); "
+                    "if its last layer applies softmax, pass model_outputs='probabilities' so that "
+                    "Group-CAM does not apply softmax a second time",
+                    stacklevel=4,
+                )
+            if not outputs.requires_grad:
+                raise TargetLayerError(
+                    f"the model's output does not depend on target layer {self.layer_name!r} "
+                    "through differentiable operations"
+                )
+            score = outputs.gather(1, targets[:, None]).sum()
+            (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
+            if gradients is None:
+                raise TargetLayerError(
+                    f"the model's output does not depend on target layer {self.layer_name!r}"
+                )
+        return GradientPass(
+            activations=activations.detach(),
+            gradients=gradients.detach(),
+            outputs=outputs.detach(),
+            targets=targets,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return select_output(self.model(x), self.output)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return array.detach().cpu().numpy() if torch.is_tensor(array) else np.asarray(array)

@@ -1,0 +1,173 @@
+"""Group-CAM for PyTorch models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+from torch import nn
+
+from groupcam_core import explain as explain_with_backend
+from groupcam_core.config import GroupCAMConfig, make_config
+from groupcam_core.errors import BackendError, ConfigError
+from groupcam_core.result import Explanation
+from groupcam_core.targets import TargetSpec
+
+from ._backend import OutputSelector, TorchBackend
+from ._layers import find_last_feature_layer, resolve_layer
+
+__all__ = ["GroupCAM", "evaluation_mode"]
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, then restore each one's own mode.
+
+    Each module's ``training`` flag is restored individually, so mixed states
+    (say, frozen BatchNorm layers in eval inside a model in training) come back
+    exactly as they were, even when an exception is raised.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+class GroupCAM:
+    """Group-CAM saliency maps for a PyTorch image classifier.
+
+    Parameters
+    ----------
+    model
+        A ``torch.nn.Module`` taking a ``(B, C, H, W)`` batch and returning class
+        scores ``(B, classes)`` (or a tuple, a dict, or an object with ``.logits``
+        holding them; see ``output``).
+    target_layer
+        The layer to explain: its dotted name as in ``model.named_modules()``
+        (``"layer4"``, ``"features.28"``), the module itself, or ``None`` for the
+        last module that outputs a spatial feature map after the last
+        convolution (found on the first call). If the module runs several times
+        in one forward pass, its last call is explained.
+    groups
+        Number of channel groups G (32 in the paper).
+    variant
+        ``"paper"`` (default) or ``"official-head"``; see the algorithm docs.
+    batch_size
+        Rows per masked forward pass, over all images and groups together.
+        ``None`` picks a default for the model's device type (16 on CPU, 64 on
+        CUDA).
+    output
+        How to read class scores from the model's return value when it is not a
+        tensor: a dict key or attribute name, a tuple index, or a callable.
+        By default a tensor is used as is, then ``.logits``, then a dict's
+        ``"logits"`` entry, then a tuple's first element.
+    model_outputs
+        ``"logits"`` (default) or ``"probabilities"`` if the model already ends in
+        a softmax; probabilities are then used as they are.
+    **settings
+        Other fields of :class:`groupcam_core.GroupCAMConfig` to override, e.g.
+        ``percentile=None`` or ``blur_sigma=25.0``.
+
+    Examples
+    --------
+    >>> cam = GroupCAM(model, target_layer="layer4")        # doctest: +SKIP
+    >>> maps = cam(images)                # numpy float32 (B, H, W) in [0, 1]
+    >>> result = cam.explain(images, targets=[281, 281])    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layer: str | nn.Module | None = None,
+        groups: int = 32,
+        variant: str | GroupCAMConfig = "paper",
+        batch_size: int | None = None,
+        *,
+        output: OutputSelector = None,
+        model_outputs: Literal["logits", "probabilities"] = "logits",
+        **settings: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise BackendError(
+                f"groupcam_torch.GroupCAM needs a torch.nn.Module, got {type(model).__name__}"
+            )
+        if model_outputs not in ("logits", "probabilities"):
+            raise ConfigError(
+                f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
+            )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ConfigError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.model = model
+        self.config = make_config(variant, groups=groups, **settings)
+        self.batch_size = batch_size
+        self.output = output
+        self.model_outputs = model_outputs
+        self._layer: tuple[str, nn.Module] | None = None
+        if target_layer is not None:
+            self._layer = resolve_layer(model, target_layer)
+
+    @property
+    def target_layer_name(self) -> str | None:
+        """Dotted name of the explained layer (``None`` until found, when chosen automatically)."""
+        return self._layer[0] if self._layer else None
+
+    def _backend_for(self, x: Any) -> TorchBackend:
+        if self._layer is None:
+            probe = TorchBackend(self.model, self.model, "", self.output).prepare_input(x)
+            if probe.ndim == 4 and probe.shape[0] > 0:
+                self._layer = resolve_layer(
+                    self.model, find_last_feature_layer(self.model, probe[:1])
+                )
+        name, layer = self._layer if self._layer else ("", self.model)
+        return TorchBackend(
+            self.model,
+            layer,
+            name,
+            output=self.output,
+            outputs_probabilities=self.model_outputs == "probabilities",
+        )
+
+    def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
+        """Explain a batch and return the maps with scores and diagnostics.
+
+        Parameters
+        ----------
+        x
+            ``(B, C, H, W)`` batch, normalised as the model expects: a tensor (on
+            any device; it is moved to the model's) or a numpy array.
+        targets
+            ``None`` to explain each image's top class, one int for all images,
+            or one int per image (a sequence, numpy array or tensor).
+
+        Returns
+        -------
+        groupcam_core.Explanation
+        """
+        with evaluation_mode(self.model):
+            backend = self._backend_for(x)
+            return explain_with_backend(
+                backend,
+                x,
+                targets=targets,
+                config=self.config,
+                batch_size=self.batch_size,
+                layer=backend.layer_name or None,
+            )
+
+    def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
+        """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
+        return self.explain(x, targets).saliency
+
+    def __repr__(self) -> str:
+        layer = self.target_layer_name or "<last feature layer>"
+        return (
+            f"GroupCAM({type(self.model).__name__}, target_layer={layer!r}, "
+            f"groups={self.config.groups}, batch_size={self.batch_size})"
+        )

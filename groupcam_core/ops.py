@@ -1,0 +1,170 @@
+"""Numerical building blocks of Group-CAM, written against the Python array API.
+
+Resampling and blurring are linear maps along each image axis, so both are two
+small matrix products with matrices precomputed here in float64 numpy; every
+array namespace (numpy, torch, jax.numpy) has ``matmul``. The functions taking an
+``xp`` argument work in any array-API namespace, on any device.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "bilinear_matrix",
+    "blur_images",
+    "gaussian_blur_matrix",
+    "gaussian_kernel",
+    "group_matrix",
+    "min_max_normalise",
+    "percentile_last_axis",
+    "reflect_index",
+    "resize_bilinear",
+    "to_namespace",
+]
+
+
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Map integer positions outside ``[0, size)`` back inside by mirroring.
+
+    The mirror does not repeat the edge sample (``torch.nn.functional.pad`` with
+    ``mode="reflect"``, ``numpy.pad`` with ``mode="reflect"``); positions further
+    out than one image width keep reflecting.
+    """
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    folded = np.abs(index) % period
+    return np.where(folded >= size, period - folded, folded)
+
+
+@lru_cache(maxsize=64)
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """A 1-D Gaussian kernel of odd length ``size``, normalised to sum 1 (float64)."""
+    offsets = np.arange(size, dtype=np.float64) - size // 2
+    kernel = np.exp(-(offsets**2) / (2.0 * float(sigma) ** 2))
+    return kernel / kernel.sum()
+
+
+@lru_cache(maxsize=64)
+def gaussian_blur_matrix(length: int, size: int, sigma: float) -> np.ndarray:
+    """The ``(length, length)`` matrix of a 1-D Gaussian blur with reflect border.
+
+    ``matrix @ signal`` equals padding ``signal`` by ``size // 2`` samples on each
+    side with reflection and convolving with :func:`gaussian_kernel`.
+    """
+    kernel = gaussian_kernel(size, sigma)
+    radius = size // 2
+    rows = np.repeat(np.arange(length), size)
+    taps = (np.arange(length)[:, None] + np.arange(size)[None, :] - radius).ravel()
+    matrix = np.zeros((length, length), dtype=np.float64)
+    np.add.at(matrix, (rows, reflect_index(taps, length)), np.tile(kernel, length))
+    matrix.setflags(write=False)
+    return matrix
+
+
+@lru_cache(maxsize=64)
+def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """The ``(out_size, in_size)`` matrix of 1-D bilinear resampling.
+
+    Half-pixel centres, as ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)`` without antialiasing: output sample ``i`` reads input
+    position ``(i + 0.5) * in_size / out_size - 0.5``, clamped at 0.
+    """
+    source = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
+    source = np.maximum(source, 0.0)
+    lower = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+    upper = np.minimum(lower + 1, in_size - 1)
+    upper_weight = source - lower
+    matrix = np.zeros((out_size, in_size), dtype=np.float64)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, lower), 1.0 - upper_weight)
+    np.add.at(matrix, (rows, upper), upper_weight)
+    matrix.setflags(write=False)
+    return matrix
+
+
+@lru_cache(maxsize=64)
+def group_matrix(groups: int, channels: int) -> np.ndarray:
+    """The ``(groups, channels)`` 0/1 matrix that sums contiguous channel groups.
+
+    Group sizes follow ``numpy.array_split``: the first ``channels % groups``
+    groups have one channel more than the others.
+    """
+    matrix = np.zeros((groups, channels), dtype=np.float64)
+    for group, members in enumerate(np.array_split(np.arange(channels), groups)):
+        matrix[group, members] = 1.0
+    matrix.setflags(write=False)
+    return matrix
+
+
+def to_namespace(matrix: np.ndarray, xp: Any, like: Any) -> Any:
+    """Copy a numpy matrix into namespace ``xp`` with the dtype and device of ``like``."""
+    return xp.asarray(np.asarray(matrix), dtype=like.dtype, device=_device(like))
+
+
+def _device(array: Any) -> Any:
+    from array_api_compat import device
+
+    return device(array)
+
+
+def resize_bilinear(maps: Any, height: int, width: int, xp: Any) -> Any:
+    """Resize ``(..., u, v)`` maps to ``(..., height, width)`` bilinearly (half-pixel)."""
+    rows = to_namespace(bilinear_matrix(height, maps.shape[-2]), xp, maps)
+    cols = to_namespace(bilinear_matrix(width, maps.shape[-1]), xp, maps)
+    return xp.matmul(xp.matmul(rows, maps), xp.matrix_transpose(cols))
+
+
+def blur_images(images: Any, kernel_size: int, sigma: float, xp: Any) -> Any:
+    """Gaussian-blur the last two axes of ``images`` with a reflect border."""
+    rows = to_namespace(
+        gaussian_blur_matrix(images.shape[-2], kernel_size, float(sigma)), xp, images
+    )
+    cols = to_namespace(
+        gaussian_blur_matrix(images.shape[-1], kernel_size, float(sigma)), xp, images
+    )
+    return xp.matmul(xp.matmul(rows, images), xp.matrix_transpose(cols))
+
+
+def percentile_last_axis(values: Any, percentile: float, xp: Any) -> Any:
+    """The ``percentile`` of ``values`` along the last axis, keeping that axis.
+
+    Numpy's default "linear" method, with its virtual index ``(n - 1) * q`` and
+    its two-sided interpolation, so that thresholds equal ``numpy.percentile``'s
+    to the last bit in float64.
+    """
+    count = values.shape[-1]
+    quantile = float(np.true_divide(percentile, 100.0))
+    virtual_index = min(max((count - 1) * quantile, 0.0), count - 1.0)
+    lower = int(np.floor(virtual_index))
+    upper = min(lower + 1, count - 1)
+    fraction = virtual_index - lower
+    ordered = xp.sort(values, axis=-1)
+    below = ordered[..., lower : lower + 1]
+    above = ordered[..., upper : upper + 1]
+    difference = above - below
+    if fraction >= 0.5:
+        return above - difference * (1.0 - fraction)
+    return below + difference * fraction
+
+
+def min_max_normalise(maps: Any, xp: Any) -> tuple[Any, Any]:
+    """Min-max normalise each ``(..., H, W)`` map to [0, 1].
+
+    Returns
+    -------
+    normalised, constant
+        The normalised maps, with constant (or non-finite) maps set to zero, and a
+        boolean array over the leading axes that marks those maps.
+    """
+    flat = xp.reshape(maps, (*maps.shape[:-2], maps.shape[-2] * maps.shape[-1]))
+    low = xp.min(flat, axis=-1, keepdims=True)
+    high = xp.max(flat, axis=-1, keepdims=True)
+    spread = high - low
+    usable = spread > 0
+    normalised = xp.where(usable, (flat - low) / xp.where(usable, spread, 1.0), 0.0)
+    return xp.reshape(normalised, maps.shape), ~usable[..., 0]

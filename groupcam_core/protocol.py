@@ -1,0 +1,100 @@
+"""What the core asks of a framework adapter.
+
+The core never sees a model. An adapter wraps one and answers four questions:
+how its arrays are laid out, how to turn user input into the model's own array
+type, what one gradient pass at the target layer gives, and what the model
+outputs for a chunk of inputs. Arrays cross this boundary in the adapter's own
+type (numpy, torch, jax); the core computes on them through the Python array API
+so that, on an accelerator, nothing leaves the device until the final result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Backend", "GradientPass", "Layout", "TargetResolver"]
+
+Layout = Literal["channels_first", "channels_last"]
+
+#: Called by an adapter with the model's ``(B, classes)`` output of the gradient
+#: pass; returns the target class of each image as an integer array of the same
+#: namespace and device. It raises the library's errors for bad outputs or targets.
+TargetResolver = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class GradientPass:
+    """The result of one forward/backward pass through the model.
+
+    Attributes
+    ----------
+    activations
+        Output of the target layer, ``(B, K, u, v)`` or ``(B, u, v, K)`` according
+        to the adapter's ``feature_layout``.
+    gradients
+        Gradient of the target score (the sum over images of each image's target
+        output) with respect to ``activations``; same shape.
+    outputs
+        The model's ``(B, classes)`` output for the clean batch.
+    targets
+        The target class of each image, as returned by the resolver.
+    """
+
+    activations: Any
+    gradients: Any
+    outputs: Any
+    targets: Any
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The interface between the framework-neutral core and one framework."""
+
+    @property
+    def input_layout(self) -> Layout:
+        """Layout of the model's input batch."""
+        ...
+
+    @property
+    def feature_layout(self) -> Layout:
+        """Layout of the target layer's activations and gradients."""
+        ...
+
+    @property
+    def outputs_probabilities(self) -> bool:
+        """True when the model already outputs probabilities (no softmax to apply)."""
+        ...
+
+    @property
+    def fixed_batch_shape(self) -> bool:
+        """True when every forward chunk must have exactly ``batch_size`` rows.
+
+        Compiled forward functions (``tf.function``, ``jax.jit``) retrace for each
+        new shape; the core pads the last chunk for such backends.
+        """
+        ...
+
+    @property
+    def default_batch_size(self) -> int:
+        """Chunk size used for masked forward passes when the user gives none."""
+        ...
+
+    def prepare_input(self, x: Any) -> Any:
+        """Convert a user batch into the model's array type, device and dtype."""
+        ...
+
+    def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
+        """Run the model once on ``x`` and differentiate the target scores at the layer."""
+        ...
+
+    def forward(self, x: Any) -> Any:
+        """Return the model's ``(n, classes)`` output for a chunk of ``n`` inputs."""
+        ...
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy an array of this backend to host memory as numpy."""
+        ...

@@ -1,0 +1,59 @@
+"""The result of an explanation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import GroupCAMConfig
+
+__all__ = ["Explanation"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Group-CAM saliency maps for a batch, with what produced them.
+
+    Attributes
+    ----------
+    saliency
+        float32 ``(B, H, W)``, each map in [0, 1]. All zeros where ``degenerate``.
+    targets
+        int64 ``(B,)``: the class each map explains.
+    target_probabilities
+        float32 ``(B,)``: the model's probability of that class on the clean input.
+    baseline_scores
+        float32 ``(B,)``: probability of the target class on the blurred input.
+    group_scores
+        float32 ``(B, G)``: probability on each group's masked input minus the
+        baseline (after the score ReLU when the configuration asks for it); 0 for
+        skipped groups.
+    skipped_groups
+        bool ``(B, G)``: groups whose map was constant and got no forward pass.
+    degenerate
+        bool ``(B,)``: the merged map was constant, so no explanation could be
+        formed; the saliency map is all zeros there.
+    config
+        The :class:`~groupcam_core.GroupCAMConfig` used.
+    layer
+        Name of the explained layer, when the adapter knows it.
+    """
+
+    saliency: np.ndarray
+    targets: np.ndarray
+    target_probabilities: np.ndarray
+    baseline_scores: np.ndarray
+    group_scores: np.ndarray
+    skipped_groups: np.ndarray
+    degenerate: np.ndarray
+    config: GroupCAMConfig
+    layer: str | None = None
+
+    @property
+    def forward_passes(self) -> np.ndarray:
+        """Masked and blurred forward passes spent on each image (int64 ``(B,)``)."""
+        return (~self.skipped_groups).sum(axis=1).astype(np.int64) + 1
+
+    def __len__(self) -> int:
+        return int(self.saliency.shape[0])

@@ -1,0 +1,90 @@
+"""Checking model outputs and turning the user's ``targets`` into class indices."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from array_api_compat import array_namespace, device
+
+from .errors import ModelOutputError, TargetError
+
+__all__ = ["TargetSpec", "check_outputs", "make_target_resolver"]
+
+TargetSpec = int | Sequence[int] | Any | None
+
+
+def check_outputs(outputs: Any, batch: int, where: str = "the model") -> None:
+    """Raise :class:`ModelOutputError` unless ``outputs`` is a ``(batch, classes)`` array."""
+    shape = tuple(getattr(outputs, "shape", ()))
+    if len(shape) != 2 or shape[0] != batch or shape[1] < 1:
+        raise ModelOutputError(
+            f"{where} returned an output of shape {shape} for a batch of {batch}; "
+            f"Group-CAM needs one score per class, shape ({batch}, classes). "
+            "Pass `output=` to select the class scores from what the model returns."
+        )
+
+
+def _as_int_list(targets: Any, batch: int) -> list[int]:
+    if isinstance(targets, bool):
+        raise TargetError(f"targets must be an int or a sequence of ints, got {targets!r}")
+    if isinstance(targets, numbers.Integral):
+        return [int(targets)] * batch
+    if isinstance(targets, (str, bytes)):
+        raise TargetError(f"targets must be an int or a sequence of ints, got {targets!r}")
+    if hasattr(targets, "tolist"):
+        targets = targets.tolist()
+    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
+        return [int(targets)] * batch
+    try:
+        values = list(targets)
+    except TypeError:
+        raise TargetError(
+            f"targets must be None, an int or a sequence of ints, got {type(targets).__name__}"
+        ) from None
+    if len(values) != batch:
+        raise TargetError(f"got {len(values)} targets for a batch of {batch} images")
+    for position, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TargetError(f"target {position} is {value!r}; targets must be ints")
+    return [int(value) for value in values]
+
+
+def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
+    """Validate ``targets`` now and return a resolver for the model's outputs.
+
+    Parameters
+    ----------
+    targets
+        ``None`` (each image's top class), one int for every image, or one int
+        per image (a sequence or an integer array of length ``batch``).
+    batch
+        Number of images.
+
+    Returns
+    -------
+    callable
+        ``resolve(outputs) -> targets``: checks the ``(batch, classes)`` outputs
+        and returns an int64 array of targets in their namespace and device.
+    """
+    requested = None if targets is None else _as_int_list(targets, batch)
+
+    def resolve(outputs: Any) -> Any:
+        check_outputs(outputs, batch)
+        xp = array_namespace(outputs)
+        if not bool(xp.all(xp.isfinite(outputs))):
+            raise ModelOutputError("the model's output on the input batch contains NaN or inf")
+        classes = outputs.shape[1]
+        if requested is None:
+            return xp.astype(xp.argmax(outputs, axis=1), xp.int64)
+        bad = [(i, t) for i, t in enumerate(requested) if not 0 <= t < classes]
+        if bad:
+            position, value = bad[0]
+            raise TargetError(
+                f"target {value} (image {position}) is out of range for a model with "
+                f"{classes} classes; valid targets are 0 to {classes - 1}"
+            )
+        return xp.asarray(requested, dtype=xp.int64, device=device(outputs))
+
+    return resolve

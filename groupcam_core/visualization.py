@@ -1,0 +1,110 @@
+"""Pictures of saliency maps: overlays and grids (matplotlib, imported on use)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["overlay", "save_grid", "save_overlay"]
+
+
+def _as_rgb_float(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    image = image[..., :3]
+    if np.issubdtype(image.dtype, np.integer):
+        return image.astype(np.float32) / 255.0
+    low, high = float(image.min()), float(image.max())
+    if low < 0.0 or high > 1.0:  # normalised input: stretch for display
+        return ((image - low) / max(high - low, 1e-12)).astype(np.float32)
+    return image.astype(np.float32)
+
+
+def overlay(
+    image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5, colormap: str = "jet"
+) -> np.ndarray:
+    """Blend a colour-mapped saliency map over an image.
+
+    Parameters
+    ----------
+    image
+        ``(H, W, 3)`` RGB (uint8, or float in [0, 1]; other float ranges are
+        stretched) or ``(H, W)`` grey image.
+    saliency
+        ``(H, W)`` map in [0, 1].
+    alpha
+        Weight of the heat map.
+    colormap
+        Name of a matplotlib colormap.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB image.
+    """
+    from matplotlib import colormaps
+
+    rgb = _as_rgb_float(image)
+    saliency = np.asarray(saliency, dtype=np.float32)
+    if saliency.shape != rgb.shape[:2]:
+        raise ValueError(f"saliency shape {saliency.shape} does not match image {rgb.shape[:2]}")
+    heat = colormaps[colormap](np.clip(saliency, 0.0, 1.0))[..., :3]
+    blended = (1.0 - alpha) * rgb + alpha * heat
+    return np.round(np.clip(blended, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def save_overlay(
+    path: str | Path,
+    image: np.ndarray,
+    saliency: np.ndarray,
+    title: str = "",
+    alpha: float = 0.5,
+) -> Path:
+    """Write one overlay with a title and colour bar to a PNG file; return its path."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.2, 4.0), dpi=100)
+    axes = figure.add_subplot()
+    shown = axes.imshow(overlay(image, saliency, alpha=alpha))
+    shown.set_cmap("jet")
+    shown.set_clim(0.0, 1.0)
+    axes.set_title(title, fontsize=10)
+    axes.axis("off")
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="saliency")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    return path
+
+
+def save_grid(
+    path: str | Path,
+    images: Sequence[np.ndarray],
+    saliencies: Sequence[np.ndarray],
+    titles: Sequence[str],
+    alpha: float = 0.5,
+) -> Path:
+    """Write a two-row grid (photos above, overlays below) to a PNG file."""
+    from matplotlib.figure import Figure
+
+    count = len(images)
+    if not (count == len(saliencies) == len(titles)) or count == 0:
+        raise ValueError("images, saliencies and titles must be non-empty and of one length")
+    figure = Figure(figsize=(3.0 * count, 6.2), dpi=100)
+    for column, (image, saliency, title) in enumerate(zip(images, saliencies, titles, strict=True)):
+        top = figure.add_subplot(2, count, column + 1)
+        top.imshow(_as_rgb_float(image))
+        top.set_title(title, fontsize=9)
+        top.axis("off")
+        bottom = figure.add_subplot(2, count, count + column + 1)
+        bottom.imshow(overlay(image, saliency, alpha=alpha))
+        bottom.axis("off")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    return path

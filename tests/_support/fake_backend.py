@@ -1,0 +1,99 @@
+"""A small analytic 'model' in numpy that implements the backend protocol.
+
+Features: block-average pooling of the image to u x v, a 1x1 channel mix, tanh.
+Head: logits = mean(A) @ V.T + mean(A**2) @ Q.T + c, whose gradient with respect
+to A is known in closed form and varies over space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from groupcam_core.protocol import GradientPass
+
+
+class FakeNumpyBackend:
+    def __init__(
+        self,
+        channels: int = 10,
+        classes: int = 5,
+        in_channels: int = 3,
+        pool: int = 4,
+        layout: str = "channels_first",
+        seed: int = 0,
+        dead_channels: tuple[int, ...] = (),
+        fixed_batch_shape: bool = False,
+        default_batch_size: int = 7,
+        softmax_output: bool = False,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.mix = rng.normal(size=(channels, in_channels))
+        self.bias = rng.normal(scale=0.3, size=channels)
+        self.mix[list(dead_channels)] = 0.0
+        self.bias[list(dead_channels)] = 0.0
+        self.linear = rng.normal(size=(classes, channels))
+        self.quadratic = rng.normal(size=(classes, channels))
+        self.offset = rng.normal(size=classes)
+        self.pool = pool
+        self.input_layout = layout
+        self.feature_layout = layout
+        self.fixed_batch_shape = fixed_batch_shape
+        self.default_batch_size = default_batch_size
+        self.outputs_probabilities = softmax_output
+        self.chunk_rows: list[int] = []
+
+    # -- the model, channels-first float64 --------------------------------
+    def features(self, x_cf: np.ndarray) -> np.ndarray:
+        b, c, h, w = x_cf.shape
+        p = self.pool
+        pooled = x_cf.reshape(b, c, h // p, p, w // p, p).mean(axis=(3, 5))
+        return np.tanh(np.einsum("kc,bcuv->bkuv", self.mix, pooled) + self.bias[:, None, None])
+
+    def head(self, activations: np.ndarray) -> np.ndarray:
+        m1 = activations.mean(axis=(2, 3))
+        m2 = (activations**2).mean(axis=(2, 3))
+        logits = m1 @ self.linear.T + m2 @ self.quadratic.T + self.offset
+        if self.outputs_probabilities:
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+        return logits
+
+    def logit_gradient(self, activations: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        area = activations.shape[2] * activations.shape[3]
+        v = self.linear[targets][:, :, None, None]
+        q = self.quadratic[targets][:, :, None, None]
+        return (v + 2 * q * activations) / area
+
+    def predict_one(self, image_cf: np.ndarray) -> np.ndarray:
+        return self.head(self.features(image_cf[None]))[0]
+
+    # -- the protocol -------------------------------------------------------
+    def _to_cf(self, x: np.ndarray) -> np.ndarray:
+        return x if self.input_layout == "channels_first" else x.transpose(0, 3, 1, 2)
+
+    def _from_cf(self, a: np.ndarray) -> np.ndarray:
+        return a if self.feature_layout == "channels_first" else a.transpose(0, 2, 3, 1)
+
+    def prepare_input(self, x):
+        return np.asarray(x)
+
+    def gradient_pass(self, x, resolve_targets):
+        activations = self.features(self._to_cf(x))
+        outputs = self.head(activations)
+        targets = resolve_targets(outputs)
+        gradients = self.logit_gradient(activations, targets)
+        if self.outputs_probabilities:  # d p_t = p_t (d l_t - sum_j p_j d l_j)
+            area = activations.shape[2] * activations.shape[3]
+            p = outputs
+            mean_v = (p @ self.linear)[:, :, None, None]
+            mean_q = (p @ self.quadratic)[:, :, None, None]
+            p_t = p[np.arange(len(targets)), targets][:, None, None, None]
+            gradients = p_t * (gradients - (mean_v + 2 * mean_q * activations) / area)
+        return GradientPass(self._from_cf(activations), self._from_cf(gradients), outputs, targets)
+
+    def forward(self, x):
+        self.chunk_rows.append(x.shape[0])
+        return self.head(self.features(self._to_cf(x)))
+
+    def to_numpy(self, array):
+        return np.asarray(array)

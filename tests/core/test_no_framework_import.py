@@ -1,0 +1,25 @@
+"""groupcam_core must import, and explain, without importing any framework."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax")
+
+
+def test_core_imports_no_framework() -> None:
+    code = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "import groupcam_core, groupcam_core.cli, groupcam_core.visualization\n"
+        "from groupcam_core import explain, make_config\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from _support.fake_backend import FakeNumpyBackend\n"
+        "x = np.random.default_rng(0).normal(size=(2, 3, 16, 16))\n"
+        "explain(FakeNumpyBackend(), x, config=make_config(groups=4))\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
