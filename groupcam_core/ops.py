@@ -103,7 +103,8 @@ def group_matrix(groups: int, channels: int) -> np.ndarray:
 
 def to_namespace(matrix: np.ndarray, xp: Any, like: Any) -> Any:
     """Copy a numpy matrix into namespace ``xp`` with the dtype and device of ``like``."""
-    return xp.asarray(np.asarray(matrix), dtype=like.dtype, device=_device(like))
+    # A writable copy: torch warns on read-only numpy buffers (the cached matrices are).
+    return xp.asarray(np.array(matrix), dtype=like.dtype, device=_device(like))
 
 
 def _device(array: Any) -> Any:
