@@ -376,7 +376,7 @@ def test_bad_groups(blob_net, images) -> None:
 
 
 def test_bad_constructor_arguments(blob_net) -> None:
-    with pytest.raises(BackendError, match="needs a torch.nn.Module"):
+    with pytest.raises(BackendError, match=r"needs a torch\.nn\.Module"):
         GroupCAM(lambda x: x)
     with pytest.raises(ConfigError, match="batch_size"):
         GroupCAM(blob_net, batch_size=0)

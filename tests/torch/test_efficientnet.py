@@ -24,7 +24,7 @@ def lite0_case():
 
 
 def _keep_top(saliency: np.ndarray, fraction: float) -> np.ndarray:
-    count = int(round(fraction * saliency.size))
+    count = round(fraction * saliency.size)
     keep = np.zeros(saliency.size, dtype=bool)
     keep[np.argsort(-saliency.ravel(), kind="stable")[:count]] = True
     return keep.reshape(saliency.shape)
