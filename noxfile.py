@@ -10,13 +10,12 @@ import nox
 nox.options.sessions = ["lint", "core", "torch"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = "3.11"
 # A local CPU build; an unpinned torch would pull a multi-GB CUDA build here.
 TORCH = "torch==2.13.0"
 RUFF = "ruff==0.17.6"
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
     session.install(RUFF)
@@ -24,16 +23,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def core(session: nox.Session) -> None:
     """Core tests with no deep-learning framework installed."""
-    session.install(
-        ".", "pytest>=7.4", "scipy>=1.10", "scikit-image>=0.21", "matplotlib>=3.7", "pillow>=9.5"
-    )
+    session.install(".", "pytest>=7.4", "scikit-image>=0.21", "matplotlib>=3.7", "pillow>=9.5")
     session.run("pytest", "tests/core", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def torch(session: nox.Session) -> None:
     """PyTorch adapter tests, including the pretrained EfficientNet-Lite0 checks."""
     session.install(TORCH)
@@ -41,7 +38,7 @@ def torch(session: nox.Session) -> None:
     session.run("pytest", "tests/torch", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def bench(session: nox.Session) -> None:
     """Speed and memory benchmark; prints a table (see docs/benchmarks.md)."""
     session.install(TORCH)
@@ -49,7 +46,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_torch.py", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site into site/."""
     session.install(".[docs]")
