@@ -255,10 +255,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one model, B=1, 2 runs")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-    cases = [(name, batch) for name in MODELS for batch in (1, 8)]
+    cases = [(name, batch) for name in args.models for batch in args.batches]
     if args.quick:
         cases, args.runs = [("EfficientNet-Lite0", 1)], 2
     print(f"machine: {machine()}")
@@ -284,8 +286,8 @@ def main() -> None:
             "\n| model | B | model loaded (MiB) | peak, GroupCAM (MiB) | peak, own passes (MiB) |"
         )
         print("|---|---|---|---|---|")
-        for name in MODELS:
-            for batch in (1, 8):
+        for name in args.models:
+            for batch in args.batches:
                 loaded, ours = peak_rss_child(name, batch, "groupcam")
                 _, theirs = peak_rss_child(name, batch, "own")
                 rows.append(

@@ -7,7 +7,6 @@ arrays, so on an accelerator the masks, blurs and merges stay on the device.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -357,5 +356,3 @@ def _check_features(
             f"groups={groups} is more than the {channels} channels of {name}; "
             f"use groups between 1 and {channels}"
         )
-    if not math.prod(shape):
-        raise TargetLayerError(f"{name} gave an empty feature map of shape {shape}")

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_BATCH_SIZES", "OutputSelector", "TorchBackend", "select_outp
 #: Rows per masked forward pass when the user gives no ``batch_size``, by device
 #: type. On a CPU small chunks keep the working set in cache and are as fast per
 #: image as large ones (see docs/benchmarks.md); accelerators want large chunks.
-DEFAULT_BATCH_SIZES: dict[str, int] = {"cpu": 8, "cuda": 64, "mps": 32, "xpu": 64}
+DEFAULT_BATCH_SIZES: dict[str, int] = {"cpu": 4, "cuda": 64, "mps": 32, "xpu": 64}
 
 OutputSelector = str | int | Callable[[Any], Any] | None
 

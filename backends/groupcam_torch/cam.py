@@ -59,7 +59,7 @@ class GroupCAM:
         ``"paper"`` (default) or ``"official-head"``; see the algorithm docs.
     batch_size
         Rows per masked forward pass, over all images and groups together.
-        ``None`` picks a default for the model's device type (8 on CPU, 64 on
+        ``None`` picks a default for the model's device type (4 on CPU, 64 on
         CUDA).
     output
         How to read class scores from the model's return value when it is not a

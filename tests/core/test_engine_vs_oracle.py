@@ -176,3 +176,10 @@ def test_one_by_one_equals_batch() -> None:
     for b in range(3):
         single = explain(backend, x[b : b + 1], config=config)
         np.testing.assert_allclose(single.saliency[0], whole.saliency[b], atol=1e-12)
+
+
+def test_fake_backend_satisfies_the_protocol() -> None:
+    from groupcam_core import Backend
+
+    assert isinstance(FakeNumpyBackend(), Backend)
+    assert not isinstance(object(), Backend)

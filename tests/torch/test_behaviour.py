@@ -385,3 +385,13 @@ def test_bad_constructor_arguments(blob_net) -> None:
     with pytest.raises(ConfigError, match="unknown Group-CAM setting"):
         GroupCAM(blob_net, percentil=50)
     assert GroupCAM(blob_net, percentile=None).config.percentile is None
+
+
+def test_torch_backend_satisfies_the_protocol(blob_net) -> None:
+    from groupcam_core import Backend
+    from groupcam_torch import TorchBackend
+
+    backend = TorchBackend(blob_net, blob_net[4], "4")
+    assert isinstance(backend, Backend)
+    assert backend.default_batch_size == 4  # CPU
+    assert backend.input_layout == backend.feature_layout == "channels_first"
