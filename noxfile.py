@@ -1,13 +1,20 @@
-"""Sessions: lint, core (no framework), torch, bench, docs.
+"""Sessions: lint, core (no framework), torch, keras-{tensorflow,jax,torch}, bench, docs.
 
-Run ``nox`` for the default sessions (lint, core, torch): the whole test suite.
+Run ``nox`` for the default sessions: the whole test suite.
 """
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "core", "torch"]
+nox.options.sessions = [
+    "lint",
+    "core",
+    "torch",
+    "keras-tensorflow",
+    "keras-jax",
+    "keras-torch",
+]
 nox.options.reuse_existing_virtualenvs = True
 
 # A local CPU build; an unpinned torch would pull a multi-GB CUDA build here.
@@ -36,6 +43,34 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install(".[torch,test]")
     session.run("pytest", "tests/torch", *session.posargs)
+
+
+KERAS_BACKENDS = {"tensorflow": [], "jax": ["jax[cpu]"], "torch": []}
+
+
+def _keras(session: nox.Session, backend: str) -> None:
+    # torch is installed in every Keras session: the parity tests compare with groupcam_torch.
+    session.install(TORCH)
+    session.install(".[torch,keras,test]", *KERAS_BACKENDS[backend])
+    session.run("pytest", "tests/keras", *session.posargs, env={"KERAS_BACKEND": backend})
+
+
+@nox.session(name="keras-tensorflow")
+def keras_tensorflow(session: nox.Session) -> None:
+    """Keras adapter tests on the TensorFlow backend."""
+    _keras(session, "tensorflow")
+
+
+@nox.session(name="keras-jax")
+def keras_jax(session: nox.Session) -> None:
+    """Keras adapter tests on the JAX backend."""
+    _keras(session, "jax")
+
+
+@nox.session(name="keras-torch")
+def keras_torch(session: nox.Session) -> None:
+    """Keras adapter tests on the PyTorch backend."""
+    _keras(session, "torch")
 
 
 @nox.session

@@ -256,6 +256,8 @@ def explain(
     # Step 1.
     result = backend.gradient_pass(x, make_target_resolver(targets, batch))
     dtype = _compute_dtype(x, xp)
+    if result.activations.ndim != 4:
+        _check_features(result.activations, result.gradients, batch, config.groups, layer)
     activations = xp.astype(_channels_first(result.activations, backend.feature_layout, xp), dtype)
     gradients = xp.astype(_channels_first(result.gradients, backend.feature_layout, xp), dtype)
     _check_features(activations, gradients, batch, config.groups, layer)
@@ -267,12 +269,11 @@ def explain(
         xp.broadcast_to(xp.arange(batch, device=device(x))[:, None], (batch, groups)),
         (batch * groups,),
     )
-    owner_all = xp.astype(owner_all, xp.int64)
     if config.skip_constant_masks:
         (kept,) = xp.nonzero(~group_masks.constant)
     else:
         kept = xp.arange(batch * groups, device=device(x))
-    kept = xp.astype(kept, xp.int64)
+    kept = xp.astype(kept, owner_all.dtype)
     owner = xp.take(owner_all, kept, axis=0)
     masks = xp.take(group_masks.masks, kept, axis=0)
 
@@ -283,7 +284,7 @@ def explain(
     if backend.input_layout == "channels_last":
         blurred = xp.permute_dims(blurred, (0, 2, 3, 1))
     difference = x - blurred
-    image_index = xp.arange(batch, device=device(x), dtype=xp.int64)
+    image_index = xp.arange(batch, device=device(x), dtype=owner.dtype)
     stream_owner = xp.concat([image_index, owner], axis=0)
     stream_masks = xp.concat(
         [xp.zeros((batch, height, width), dtype=masks.dtype, device=device(x)), masks], axis=0

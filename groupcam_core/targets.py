@@ -66,7 +66,7 @@ def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
     -------
     callable
         ``resolve(outputs) -> targets``: checks the ``(batch, classes)`` outputs
-        and returns an int64 array of targets in their namespace and device.
+        and returns an integer array of targets in their namespace and device.
     """
     requested = None if targets is None else _as_int_list(targets, batch)
 
@@ -77,7 +77,7 @@ def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
             raise ModelOutputError("the model's output on the input batch contains NaN or inf")
         classes = outputs.shape[1]
         if requested is None:
-            return xp.astype(xp.argmax(outputs, axis=1), xp.int64)
+            return xp.argmax(outputs, axis=1)
         bad = [(i, t) for i, t in enumerate(requested) if not 0 <= t < classes]
         if bad:
             position, value = bad[0]
@@ -85,6 +85,8 @@ def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
                 f"target {value} (image {position}) is out of range for a model with "
                 f"{classes} classes; valid targets are 0 to {classes - 1}"
             )
-        return xp.asarray(requested, dtype=xp.int64, device=device(outputs))
+        # The namespace's default integer type: int64 for numpy and torch, int32
+        # for jax unless 64-bit mode is on.
+        return xp.asarray(requested, device=device(outputs))
 
     return resolve

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from groupcam_core.errors import BackendError, LayerNotFoundError, TargetLayerError
+from groupcam_core.errors import BackendError, LayerNotFoundError
+from groupcam_core.explainer import pick_last_feature_layer
 
 __all__ = ["find_last_feature_layer", "first_convolution", "resolve_layer"]
 
@@ -92,23 +93,6 @@ def find_last_feature_layer(model: nn.Module, probe: Any) -> str:
         for handle in handles:
             handle.remove()
 
-    convolution_calls = [
-        last_call[name][0]
-        for name, module in modules.items()
-        if isinstance(module, _CONVOLUTIONS) and name in last_call
-    ]
-    if not convolution_calls:
-        raise TargetLayerError(
-            "found no 2-D convolution in the model to pick a target layer from; "
-            "pass target_layer= (a layer name or module)"
-        )
-    after = max(convolution_calls)
-    candidates = [
-        (order, name) for name, (order, spatial) in last_call.items() if spatial and order >= after
-    ]
-    if not candidates:
-        raise TargetLayerError(
-            "no layer after the last convolution outputs a 4-D feature map; "
-            "pass target_layer= (a layer name or module)"
-        )
-    return max(candidates)[1]
+    return pick_last_feature_layer(
+        last_call, [name for name, module in modules.items() if isinstance(module, _CONVOLUTIONS)]
+    )

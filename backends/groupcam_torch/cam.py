@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal
 
-import numpy as np
 from torch import nn
 
-from groupcam_core import explain as explain_with_backend
-from groupcam_core.config import GroupCAMConfig, make_config
+from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
-from groupcam_core.result import Explanation
-from groupcam_core.targets import TargetSpec
+from groupcam_core.explainer import ExplainerBase
 
 from ._backend import OutputSelector, TorchBackend
 from ._layers import find_last_feature_layer, resolve_layer
@@ -38,7 +35,7 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-class GroupCAM:
+class GroupCAM(ExplainerBase):
     """Group-CAM saliency maps for a PyTorch image classifier.
 
     Parameters
@@ -100,13 +97,8 @@ class GroupCAM:
             raise ConfigError(
                 f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self._setup(groups, variant, batch_size, settings)
         self.model = model
-        self.config = make_config(variant, groups=groups, **settings)
-        self.batch_size = batch_size
         self.output = output
         self.model_outputs = model_outputs
         self._layer: tuple[str, nn.Module] | None = None
@@ -134,36 +126,8 @@ class GroupCAM:
             outputs_probabilities=self.model_outputs == "probabilities",
         )
 
-    def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
-        """Explain a batch and return the maps with scores and diagnostics.
-
-        Parameters
-        ----------
-        x
-            ``(B, C, H, W)`` batch, normalised as the model expects: a tensor (on
-            any device; it is moved to the model's) or a numpy array.
-        targets
-            ``None`` to explain each image's top class, one int for all images,
-            or one int per image (a sequence, numpy array or tensor).
-
-        Returns
-        -------
-        groupcam_core.Explanation
-        """
-        with evaluation_mode(self.model):
-            backend = self._backend_for(x)
-            return explain_with_backend(
-                backend,
-                x,
-                targets=targets,
-                config=self.config,
-                batch_size=self.batch_size,
-                layer=backend.layer_name or None,
-            )
-
-    def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
-        """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
-        return self.explain(x, targets).saliency
+    def _explaining(self) -> AbstractContextManager[None]:
+        return evaluation_mode(self.model)
 
     def __repr__(self) -> str:
         layer = self.target_layer_name or "<last feature layer>"

@@ -1,0 +1,106 @@
+"""Group-CAM for Keras 3 models, on the TensorFlow, JAX and PyTorch backends."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import keras
+
+from groupcam_core.config import GroupCAMConfig
+from groupcam_core.errors import BackendError, ConfigError
+from groupcam_core.explainer import ExplainerBase
+
+from ._backend import KerasBackend, make_backend
+from ._layers import final_softmax, find_last_feature_layer, resolve_layer
+
+__all__ = ["GroupCAM"]
+
+
+class GroupCAM(ExplainerBase):
+    """Group-CAM saliency maps for a Keras 3 image classifier.
+
+    Parameters
+    ----------
+    model
+        A ``keras.Model`` (Sequential, Functional or subclassed) taking a batch in
+        ``keras.config.image_data_format()`` layout (channels-last by default)
+        and returning ``(B, classes)`` scores.
+    target_layer
+        The layer to explain: its name (searched through nested models too), a
+        path ``"outer/inner"`` for a layer inside a nested model, the layer
+        object, or ``None`` for the last layer that outputs a spatial feature
+        map after the last convolution (found on the first call).
+    groups, variant, batch_size
+        As for :class:`groupcam_torch.GroupCAM`. Chunks have a fixed size (the
+        last one is padded) so compiled functions are traced once.
+    model_outputs
+        ``"auto"`` (default): if the model's output layer applies softmax (a
+        layer with ``activation="softmax"`` or a ``Softmax`` layer), it is
+        switched off during the explanation, so that step 1 differentiates the
+        raw logit as the paper does and the softmax is applied once. ``"logits"``:
+        use outputs as they are and apply softmax. ``"probabilities"``: the model
+        outputs probabilities that cannot be switched off; use them as they are.
+    **settings
+        Other fields of :class:`groupcam_core.GroupCAMConfig`.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        target_layer: str | keras.Layer | None = None,
+        groups: int = 32,
+        variant: str | GroupCAMConfig = "paper",
+        batch_size: int | None = None,
+        *,
+        model_outputs: Literal["auto", "logits", "probabilities"] = "auto",
+        **settings: Any,
+    ) -> None:
+        if not isinstance(model, keras.Model):
+            raise BackendError(
+                f"groupcam_keras.GroupCAM needs a keras.Model, got {type(model).__name__}"
+            )
+        if model_outputs not in ("auto", "logits", "probabilities"):
+            raise ConfigError(
+                f"model_outputs must be 'auto', 'logits' or 'probabilities', got {model_outputs!r}"
+            )
+        self._setup(groups, variant, batch_size, settings)
+        self.model = model
+        self.model_outputs = model_outputs
+        self.softmax_layer = final_softmax(model) if model_outputs == "auto" else None
+        self._layer = resolve_layer(model, target_layer) if target_layer is not None else None
+        self._backend: KerasBackend | None = None
+
+    @property
+    def target_layer_name(self) -> str | None:
+        """Path of the explained layer (``None`` until found, when chosen automatically)."""
+        return self._layer[0] if self._layer else None
+
+    def _backend_for(self, x: Any) -> KerasBackend:
+        if self._layer is None:
+            probe = make_backend(self.model, self.model, "", None, False)
+            batch = probe.prepare_input(x)
+            if batch.ndim == 4 and batch.shape[0] > 0:
+                path = find_last_feature_layer(
+                    self.model, lambda: self.model(batch[:1], **probe.call_kwargs)
+                )
+                self._layer = resolve_layer(self.model, path)
+        if self._backend is None or self._layer is None:
+            name, layer = self._layer if self._layer else ("", self.model)
+            backend = make_backend(
+                self.model,
+                layer,
+                name,
+                self.softmax_layer,
+                self.model_outputs == "probabilities",
+            )
+            if self._layer is None:
+                return backend
+            self._backend = backend
+        return self._backend
+
+    def __repr__(self) -> str:
+        layer = self.target_layer_name or "<last feature layer>"
+        return (
+            f"GroupCAM({self.model.name}, target_layer={layer!r}, "
+            f"groups={self.config.groups}, backend={keras.backend.backend()!r})"
+        )

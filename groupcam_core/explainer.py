@@ -1,0 +1,112 @@
+"""What every framework's ``GroupCAM`` class shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import numpy as np
+
+from .config import GroupCAMConfig, make_config
+from .engine import explain as explain_with_backend
+from .errors import ConfigError, TargetLayerError
+from .protocol import Backend
+from .result import Explanation
+from .targets import TargetSpec
+
+__all__ = ["ExplainerBase", "pick_last_feature_layer"]
+
+
+def pick_last_feature_layer(
+    last_calls: dict[str, tuple[int, bool]], convolutions: Iterable[str]
+) -> str:
+    """Choose the default target layer from one recorded forward pass.
+
+    Parameters
+    ----------
+    last_calls
+        For each layer name: the order in which its last call finished, and
+        whether that call output a 4-D map larger than 1x1.
+    convolutions
+        Names of the layers that are 2-D convolutions.
+
+    Returns
+    -------
+    str
+        The layer that finished last with a spatial output, at or after the
+        last convolution's last call.
+    """
+    convolution_calls = [last_calls[name][0] for name in convolutions if name in last_calls]
+    if not convolution_calls:
+        raise TargetLayerError(
+            "found no 2-D convolution in the model to pick a target layer from; "
+            "pass target_layer= (a layer name or the layer itself)"
+        )
+    after = max(convolution_calls)
+    candidates = [
+        (order, name) for name, (order, spatial) in last_calls.items() if spatial and order >= after
+    ]
+    if not candidates:
+        raise TargetLayerError(
+            "no layer after the last convolution outputs a 4-D feature map; "
+            "pass target_layer= (a layer name or the layer itself)"
+        )
+    return max(candidates)[1]
+
+
+class ExplainerBase:
+    """Settings, ``explain`` and ``__call__`` on top of a framework's backend.
+
+    Subclasses implement ``_backend_for(x)`` and may override
+    ``_explaining()`` (a context manager around each explanation).
+    """
+
+    config: GroupCAMConfig
+    batch_size: int | None
+
+    def _setup(
+        self, groups: int, variant: str | GroupCAMConfig, batch_size: int | None, settings: dict
+    ) -> None:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ConfigError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.config = make_config(variant, groups=groups, **settings)
+        self.batch_size = batch_size
+
+    def _backend_for(self, x: Any) -> Backend:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _explaining(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
+        """Explain a batch and return the maps with scores and diagnostics.
+
+        Parameters
+        ----------
+        x
+            The batch, normalised as the model expects, in the model's layout.
+        targets
+            ``None`` to explain each image's top class, one int for all images,
+            or one int per image (a sequence or an integer array).
+
+        Returns
+        -------
+        groupcam_core.Explanation
+        """
+        with self._explaining():
+            backend = self._backend_for(x)
+            return explain_with_backend(
+                backend,
+                x,
+                targets=targets,
+                config=self.config,
+                batch_size=self.batch_size,
+                layer=getattr(backend, "layer_name", None) or None,
+            )
+
+    def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
+        """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
+        return self.explain(x, targets).saliency

@@ -1,0 +1,194 @@
+"""groupcam_keras on every model kind, on whichever Keras backend is active."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from _support.keras_models import (
+    SubclassedCNN,
+    functional_cnn,
+    nested_cnn,
+    sequential_cnn,
+    weights_of,
+)
+
+from groupcam_core import (
+    BackendError,
+    ConfigError,
+    InputError,
+    LayerNotFoundError,
+    TargetError,
+    TargetLayerError,
+)
+from groupcam_keras import GroupCAM
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=0.5, size=(3, 32, 32, 3)).astype(np.float32)
+    x[:, 8:16, 10:18, :] += 2.0
+    return x
+
+
+def _no_patches(model: keras.Model) -> bool:
+    from groupcam_keras._layers import all_layers
+
+    return all("call" not in layer.__dict__ for _, layer in all_layers(model))
+
+
+@pytest.mark.parametrize(
+    ("factory", "expected_layer"),
+    [
+        (functional_cnn, "features"),
+        (sequential_cnn, "conv2"),
+        (SubclassedCNN, "conv2"),
+        (nested_cnn, "base"),
+    ],
+)
+def test_model_kinds_and_automatic_layer(factory, expected_layer, images) -> None:
+    model = factory()
+    model(images[:1])  # builds a subclassed model's weights
+    before = weights_of(model)
+    cam = GroupCAM(model, groups=4)
+    exp = cam.explain(images)
+    assert cam.target_layer_name == expected_layer
+    assert exp.saliency.shape == (3, 32, 32)
+    assert exp.saliency.dtype == np.float32
+    assert np.isfinite(exp.saliency).all()
+    assert ((exp.saliency >= 0) & (exp.saliency <= 1)).all()
+    for old, new in zip(before, weights_of(model), strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert _no_patches(model)
+
+
+def test_layer_inside_a_nested_model(images) -> None:
+    model = nested_cnn()
+    by_path = GroupCAM(model, target_layer="base/conv2", groups=4)
+    by_name = GroupCAM(model, target_layer="conv2", groups=4)
+    by_object = GroupCAM(model, target_layer=model.get_layer("base").get_layer("conv2"), groups=4)
+    assert by_path.target_layer_name == by_name.target_layer_name == "base/conv2"
+    reference = by_path(images)
+    np.testing.assert_array_equal(by_name(images), reference)
+    np.testing.assert_array_equal(by_object(images), reference)
+    # The base's output is conv2's output: the same map.
+    np.testing.assert_allclose(GroupCAM(model, "base", groups=4)(images), reference, atol=1e-6)
+
+
+def test_softmax_is_switched_off_not_applied_twice(images) -> None:
+    with_softmax = functional_cnn(softmax=True)
+    logits_model = functional_cnn(softmax=False)
+    logits_model.set_weights(with_softmax.get_weights())
+    exp = GroupCAM(with_softmax, "features", groups=4).explain(images)
+    reference = GroupCAM(logits_model, "features", groups=4).explain(images)
+    np.testing.assert_allclose(exp.saliency, reference.saliency, atol=1e-6)
+    np.testing.assert_allclose(exp.baseline_scores, reference.baseline_scores, atol=1e-6)
+    probabilities = keras.ops.convert_to_numpy(with_softmax(images))
+    np.testing.assert_allclose(
+        exp.target_probabilities, probabilities[np.arange(3), exp.targets], rtol=1e-5
+    )
+    assert with_softmax.get_layer("head").activation is keras.activations.softmax
+    # Declared probabilities: used as they are, never softmaxed again.
+    declared = GroupCAM(with_softmax, "features", groups=4, model_outputs="probabilities")
+    np.testing.assert_allclose(
+        declared.explain(images).target_probabilities, exp.target_probabilities, rtol=1e-5
+    )
+
+
+def test_backend_tensors_are_accepted(images) -> None:
+    model = functional_cnn()
+    cam = GroupCAM(model, "features", groups=4)
+    np.testing.assert_allclose(cam(keras.ops.convert_to_tensor(images)), cam(images), atol=1e-6)
+
+
+def test_deterministic_and_batch_equals_one_by_one(images) -> None:
+    cam = GroupCAM(functional_cnn(), "features", groups=4)
+    batch = cam.explain(images, targets=[0, 1, 2])
+    np.testing.assert_array_equal(cam.explain(images, targets=[0, 1, 2]).saliency, batch.saliency)
+    for i in range(3):
+        np.testing.assert_allclose(
+            cam(images[i : i + 1], targets=i)[0], batch.saliency[i], atol=1e-5
+        )
+
+
+def test_compiled_forward_is_traced_once(images) -> None:
+    cam = GroupCAM(functional_cnn(), "features", groups=4, batch_size=5)
+    cam(images)  # 3 baselines + up to 12 masks: the last chunk is padded
+    cam(images[:2])
+    backend = cam._backend
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        assert backend._compiled.experimental_get_tracing_count() == 1
+    elif name == "jax":
+        assert backend._compiled._cache_size() == 1
+    else:  # torch runs eagerly: nothing to trace, chunks are not padded
+        assert backend.fixed_batch_shape is False
+
+
+class _Failing(keras.layers.Layer):
+    def call(self, x):
+        raise RuntimeError("boom inside the model")
+
+
+def test_model_unchanged_after_an_exception(images) -> None:
+    model = functional_cnn(softmax=True)
+    before = weights_of(model)
+    cam = GroupCAM(model, "features", groups=4)
+    head = model.get_layer("head")
+    original_call = head.call
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom inside the model")
+
+    head.call = explode
+    with pytest.raises(RuntimeError, match="boom inside the model"):
+        cam(images)
+    del head.call
+    assert head.call == original_call
+    assert head.activation is keras.activations.softmax
+    assert "call" not in model.get_layer("features").__dict__
+    for old, new in zip(before, weights_of(model), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_unknown_layer_lists_close_matches() -> None:
+    with pytest.raises(LayerNotFoundError, match=r"no layer named 'featurs'.*'features'"):
+        GroupCAM(functional_cnn(), target_layer="featurs")
+    with pytest.raises(LayerNotFoundError, match="not part of the model"):
+        GroupCAM(functional_cnn(), target_layer=keras.layers.Dense(3))
+    with pytest.raises(BackendError, match="target_layer must be"):
+        GroupCAM(functional_cnn(), target_layer=3)
+    with pytest.raises(BackendError, match=r"needs a keras\.Model"):
+        GroupCAM(object())
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        (np.zeros((32, 32, 3), np.float32), InputError, "4-D batch"),
+        (np.zeros((0, 32, 32, 3), np.float32), InputError, "empty"),
+        (np.zeros((2, 32, 32, 4), np.float32), InputError, "takes 3 channels"),
+        (np.zeros((2, 3, 32, 32), np.float32), InputError, "looks channels-first"),
+        (np.zeros((2, 32, 32, 3), np.int32), InputError, "floating-point"),
+    ],
+)
+def test_bad_input(x, error, message) -> None:
+    with pytest.raises(error, match=message):
+        GroupCAM(functional_cnn(), "features", groups=4)(x)
+
+
+def test_nan_and_targets(images) -> None:
+    cam = GroupCAM(functional_cnn(), "features", groups=4)
+    bad = images.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN or inf"):
+        cam(bad)
+    with pytest.raises(TargetError, match=r"out of range .* 5 classes"):
+        cam(images, targets=5)
+    with pytest.raises(TargetError, match="2 targets for a batch of 3"):
+        cam(images, targets=[1, 2])
+    with pytest.raises(ConfigError, match="groups=13 is more than the 12 channels"):
+        GroupCAM(functional_cnn(), "features", groups=13)(images)
+    with pytest.raises(TargetLayerError, match="4-D feature map"):
+        GroupCAM(functional_cnn(), "pool", groups=2)(images)
