@@ -77,8 +77,11 @@ def keras_torch(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed and memory benchmark; prints a table (see docs/benchmarks.md)."""
     session.install(TORCH)
-    session.install(".[torch,test]")
+    session.install(".[torch,keras,test]")
     session.run("python", "benchmarks/bench_torch.py", *session.posargs)
+    session.run(
+        "python", "benchmarks/bench_keras.py", *session.posargs, env={"KERAS_BACKEND": "tensorflow"}
+    )
 
 
 @nox.session
