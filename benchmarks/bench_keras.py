@@ -103,7 +103,7 @@ def main() -> None:
             f"| {ours / theirs:.2f} | {best} |",
             flush=True,
         )
-    print(f"\nGroupCAM chunk size: {DEFAULT_BATCH_SIZE['cpu']} (CPU default)")
+    print(f"\nGroupCAM chunk size: {DEFAULT_BATCH_SIZE['tensorflow']} (TensorFlow CPU default)")
 
 
 if __name__ == "__main__":

@@ -164,6 +164,19 @@ def _target_probabilities(
     return xp.exp(picked - log_total)
 
 
+def _padded_rows(rows: int, batch_size: int) -> int:
+    """Rows a chunk is padded to for backends that compile one function per shape.
+
+    Full chunks have ``batch_size`` rows; a shorter last chunk is padded to the
+    next power of two (at most ``batch_size``). A compiled forward thus sees at
+    most ``log2(batch_size) + 2`` shapes over its lifetime, each traced once,
+    and a short tail wastes less than half its rows.
+    """
+    if rows >= batch_size:
+        return rows
+    return min(batch_size, 1 << (rows - 1).bit_length())
+
+
 def _score_inputs(
     backend: Backend,
     blurred: Any,
@@ -177,7 +190,8 @@ def _score_inputs(
 ) -> Any:
     """Steps 10 and 11: probability of the target on ``blur + mask * (x - blur)``.
 
-    The masked inputs are built chunk by chunk, never all at once.
+    The masked inputs are built chunk by chunk, never all at once; for backends
+    with compiled forwards, chunk shapes come from a small fixed set.
     """
     mask_axis = 1 if backend.input_layout == "channels_first" else 3
     count = owner.shape[0]
@@ -190,9 +204,10 @@ def _score_inputs(
         )
         chunk = xp.take(blurred, index, axis=0) + chunk_masks * xp.take(difference, index, axis=0)
         rows = stop - start
-        if backend.fixed_batch_shape and rows < batch_size:
+        padded_rows = _padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
+        if padded_rows > rows:
             padding = xp.take(
-                chunk, xp.zeros(batch_size - rows, dtype=index.dtype, device=device(index)), axis=0
+                chunk, xp.zeros(padded_rows - rows, dtype=index.dtype, device=device(index)), axis=0
             )
             chunk = xp.concat([chunk, padding], axis=0)
         outputs = backend.forward(chunk)

@@ -21,8 +21,10 @@ from ._layers import logits_instead_of_softmax, patched_call
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
 
-#: Rows per masked forward pass on CPU (see docs/benchmarks.md); 64 on accelerators.
-DEFAULT_BATCH_SIZE = {"cpu": 4, "accelerator": 64}
+#: Rows per masked forward pass on CPU, by Keras backend, and on accelerators
+#: (see docs/benchmarks.md): TensorFlow's CPU kernels want large batches, eager
+#: PyTorch small ones.
+DEFAULT_BATCH_SIZE = {"tensorflow": 32, "jax": 16, "torch": 4, "accelerator": 64}
 
 
 def select_output(outputs: Any) -> Any:
@@ -68,7 +70,9 @@ class KerasBackend:
 
     @property
     def default_batch_size(self) -> int:
-        return DEFAULT_BATCH_SIZE["accelerator" if _has_accelerator() else "cpu"]
+        if _has_accelerator():
+            return DEFAULT_BATCH_SIZE["accelerator"]
+        return DEFAULT_BATCH_SIZE[keras.backend.backend()]
 
     @contextmanager
     def logits(self) -> Iterator[None]:

@@ -145,19 +145,27 @@ def test_chunk_size_does_not_change_the_result(batch_size: int) -> None:
     np.testing.assert_allclose(exp.saliency, reference.saliency, atol=1e-12)
 
 
-def test_fixed_batch_shape_pads_every_chunk() -> None:
+def test_fixed_batch_shape_pads_the_tail_to_a_power_of_two() -> None:
     fixed = FakeNumpyBackend(channels=10, fixed_batch_shape=True)
     free = FakeNumpyBackend(channels=10, fixed_batch_shape=False)
     x = _images(2, "channels_first")
     config = make_config(groups=5)
     explain(free, x, config=config, batch_size=1000)
     rows = free.chunk_rows.pop()  # every input in one chunk
+    assert rows >= 8
     free.chunk_rows.clear()
-    padded = explain(fixed, x, config=config, batch_size=rows - 1)
-    plain = explain(free, x, config=config, batch_size=rows - 1)
-    assert free.chunk_rows == [rows - 1, 1]
-    assert fixed.chunk_rows == [rows - 1, rows - 1]
+    padded = explain(fixed, x, config=config, batch_size=rows - 3)
+    plain = explain(free, x, config=config, batch_size=rows - 3)
+    assert free.chunk_rows == [rows - 3, 3]
+    assert fixed.chunk_rows == [rows - 3, 4]
     np.testing.assert_allclose(padded.saliency, plain.saliency, atol=1e-12)
+    # A tail of 1 is not padded; one above a power of two is padded to the next.
+    fixed.chunk_rows.clear()
+    explain(fixed, x, config=config, batch_size=rows - 1)
+    assert fixed.chunk_rows == [rows - 1, 1]
+    fixed.chunk_rows.clear()
+    explain(fixed, x, config=config, batch_size=rows - 5)
+    assert fixed.chunk_rows == [rows - 5, min(8, rows - 5)]
 
 
 def test_same_call_twice_is_identical() -> None:
