@@ -166,6 +166,6 @@ def min_max_normalise(maps: Any, xp: Any) -> tuple[Any, Any]:
     low = xp.min(flat, axis=-1, keepdims=True)
     high = xp.max(flat, axis=-1, keepdims=True)
     spread = high - low
-    usable = spread > 0
+    usable = (spread > 0) & xp.isfinite(spread)
     normalised = xp.where(usable, (flat - low) / xp.where(usable, spread, 1.0), 0.0)
     return xp.reshape(normalised, maps.shape), ~usable[..., 0]

@@ -118,6 +118,11 @@ class KerasBackend:
                 f"but the batch has shape {tuple(x.shape)}{hint}"
             )
 
+    def _not_connected(self) -> TargetLayerError:
+        return TargetLayerError(
+            f"the model's output does not depend on target layer {self.layer_name!r}"
+        )
+
     def _capture_missing(self) -> TargetLayerError:
         return TargetLayerError(
             f"target layer {self.layer_name!r} was not called during the forward pass"
@@ -234,10 +239,23 @@ class JaxKeras(KerasBackend):
     def prepare_input(self, x: Any) -> Any:
         return self.jnp.asarray(self._as_numpy(x))
 
-    def _split(self, trainable: Any, frozen: Any, x: Any, delta: Any) -> tuple[Any, Any]:
+    def _split(
+        self, trainable: Any, frozen: Any, x: Any, delta: Any, perturbed_call: int = -1
+    ) -> tuple[Any, Any, int]:
+        """Outputs and the layer's activations, with ``delta`` added at one call.
+
+        A layer called several times is explained at its last call (as on the
+        other backends): ``perturbed_call`` is that call's index, learned from a
+        first, abstract pass that only counts calls.
+        """
         captured: dict[str, Any] = {}
+        calls = [0]
 
         def perturb(output: Any) -> Any:
+            index = calls[0]
+            calls[0] += 1
+            if index != perturbed_call and perturbed_call >= 0:
+                return output
             captured["activations"] = output
             return output if delta is None else output + delta
 
@@ -245,15 +263,24 @@ class JaxKeras(KerasBackend):
             outputs, _ = self.model.stateless_call(trainable, frozen, x, **self.call_kwargs)
         if "activations" not in captured:
             raise self._capture_missing()
-        return select_output(outputs), captured["activations"]
+        return select_output(outputs), captured["activations"], calls[0]
 
     def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
         jax, jnp = self.jax, self.jnp
         trainable, frozen = self._variables()
-        _, shape = jax.eval_shape(lambda x: self._split(trainable, frozen, x, None), x)
+        counted: dict[str, int] = {}
+
+        def count(x: Any) -> Any:
+            _, activations, calls = self._split(trainable, frozen, x, None)
+            counted["calls"] = calls
+            return activations
+
+        jax.eval_shape(count, x)
+        last = counted["calls"] - 1
+        shape = jax.eval_shape(lambda x: self._split(trainable, frozen, x, None, last)[1], x)
         delta = jnp.zeros(shape.shape, shape.dtype)
         outputs, pullback, activations = jax.vjp(
-            lambda d: self._split(trainable, frozen, x, d), delta, has_aux=True
+            lambda d: self._split(trainable, frozen, x, d, last)[:2], delta, has_aux=True
         )
         targets = resolve_targets(outputs)
         cotangent = jax.nn.one_hot(targets, outputs.shape[1], dtype=outputs.dtype)
@@ -292,6 +319,9 @@ class TorchKeras(KerasBackend):
         return keras.ops.convert_to_tensor(self._as_numpy(x))
 
     def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
+        # As in groupcam_torch: no graph below the layer, a fresh leaf at it, and
+        # inference_mode(False) + enable_grad so that calls made inside the
+        # user's torch.no_grad() or torch.inference_mode() work.
         torch = self.torch
         captured: dict[str, Any] = {}
 
@@ -301,18 +331,20 @@ class TorchKeras(KerasBackend):
             captured["activations"] = leaf
             return leaf.clone()
 
-        with torch.no_grad(), self.logits(), patched_call(self.layer, capture):
-            outputs = select_output(self.model(x, **self.call_kwargs))
-        if "activations" not in captured:
-            raise self._capture_missing()
-        activations = captured["activations"]
-        targets = resolve_targets(outputs.detach())
-        if not outputs.requires_grad:
-            raise TargetLayerError(
-                f"the model's output does not depend on target layer {self.layer_name!r}"
-            )
-        score = outputs.gather(1, targets[:, None]).sum()
-        (gradients,) = torch.autograd.grad(score, activations)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x.clone()
+            with torch.no_grad(), self.logits(), patched_call(self.layer, capture):
+                outputs = select_output(self.model(x, **self.call_kwargs))
+            if "activations" not in captured:
+                raise self._capture_missing()
+            activations = captured["activations"]
+            targets = resolve_targets(outputs.detach())
+            if not outputs.requires_grad:
+                raise self._not_connected()
+            score = outputs.gather(1, targets[:, None]).sum()
+            (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
+        if gradients is None:
+            raise self._not_connected()
         return GradientPass(activations.detach(), gradients, outputs.detach(), targets)
 
     def forward(self, x: Any) -> Any:

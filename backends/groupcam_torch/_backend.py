@@ -93,7 +93,7 @@ def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]
 def _look_like_probabilities(outputs: torch.Tensor) -> bool:
     if outputs.shape[1] < 2:
         return False
-    values = outputs.double()
+    values = outputs.float()  # not double: MPS has no float64
     return bool(
         (values >= 0).all()
         and torch.allclose(values.sum(dim=1), torch.ones_like(values[:, 0]), atol=1e-4)

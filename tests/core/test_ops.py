@@ -71,8 +71,13 @@ def test_group_matrix_follows_array_split(groups: int, channels: int) -> None:
 
 
 def test_min_max_normalise_flags_constant_and_nan_maps() -> None:
-    maps = np.stack([np.arange(6.0).reshape(2, 3), np.full((2, 3), 4.0), np.full((2, 3), np.nan)])
+    with_inf = np.zeros((2, 3))
+    with_inf[0, 0] = np.inf
+    maps = np.stack(
+        [np.arange(6.0).reshape(2, 3), np.full((2, 3), 4.0), np.full((2, 3), np.nan), with_inf]
+    )
     normalised, constant = ops.min_max_normalise(maps, xp)
-    np.testing.assert_array_equal(constant, [False, True, True])
+    np.testing.assert_array_equal(constant, [False, True, True, True])
+    assert np.isfinite(normalised).all()
     np.testing.assert_allclose(normalised[0], np.arange(6.0).reshape(2, 3) / 5)
     assert (normalised[1:] == 0).all()

@@ -204,3 +204,48 @@ def test_nan_and_targets(images) -> None:
         GroupCAM(functional_cnn(), "features", groups=13)(images)
     with pytest.raises(TargetLayerError, match="4-D feature map"):
         GroupCAM(functional_cnn(), "pool", groups=2)(images)
+
+
+def _shared_conv_model(shared: bool) -> keras.Model:
+    """conv, then one 6->6 convolution applied twice (shared) or two copies of it."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="c0")(inputs)
+    first = keras.layers.Conv2D(6, 3, padding="same", name="first")
+    second = first if shared else keras.layers.Conv2D(6, 3, padding="same", name="second")
+    h = second(keras.layers.ReLU()(first(h)))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(h))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(h))
+    if not shared:
+        second.set_weights(first.get_weights())
+    return model
+
+
+def test_layer_called_twice_is_explained_at_its_last_call(images) -> None:
+    shared = _shared_conv_model(shared=True)
+    unshared = _shared_conv_model(shared=False)
+    unshared.set_weights(shared.get_weights()[:4] + shared.get_weights()[2:])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(shared(images)),
+        keras.ops.convert_to_numpy(unshared(images)),
+        atol=1e-5,
+    )
+    at_shared = GroupCAM(shared, "first", groups=3).explain(images)
+    at_second = GroupCAM(unshared, "second", groups=3).explain(images)
+    np.testing.assert_allclose(at_shared.group_scores, at_second.group_scores, atol=1e-6)
+    np.testing.assert_allclose(at_shared.saliency, at_second.saliency, atol=1e-5)
+
+
+def test_inside_torch_no_grad_and_inference_mode(images) -> None:
+    if keras.backend.backend() != "torch":
+        assert keras.backend.backend() in ("tensorflow", "jax")
+        return
+    import torch
+
+    cam = GroupCAM(functional_cnn(), "features", groups=4)
+    reference = cam(images)
+    with torch.no_grad():
+        np.testing.assert_allclose(cam(images), reference, atol=1e-6)
+    with torch.inference_mode():
+        np.testing.assert_allclose(cam(images), reference, atol=1e-6)
+    assert torch.is_grad_enabled()
