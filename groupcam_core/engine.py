@@ -24,7 +24,10 @@ __all__ = ["GroupMasks", "build_group_masks", "explain", "merge_masks", "validat
 
 
 def _channels_first(array: Any, layout: Layout, xp: Any) -> Any:
-    return xp.permute_dims(array, (0, 3, 1, 2)) if layout == "channels_last" else array
+    """Channels-last 4-D arrays to channels-first; anything else unchanged (checked later)."""
+    if layout == "channels_last" and array.ndim == 4:
+        return xp.permute_dims(array, (0, 3, 1, 2))
+    return array
 
 
 def _compute_dtype(array: Any, xp: Any) -> Any:
@@ -271,8 +274,6 @@ def explain(
     # Step 1.
     result = backend.gradient_pass(x, make_target_resolver(targets, batch))
     dtype = _compute_dtype(x, xp)
-    if result.activations.ndim != 4:
-        _check_features(result.activations, result.gradients, batch, config.groups, layer)
     activations = xp.astype(_channels_first(result.activations, backend.feature_layout, xp), dtype)
     gradients = xp.astype(_channels_first(result.gradients, backend.feature_layout, xp), dtype)
     _check_features(activations, gradients, batch, config.groups, layer)

@@ -47,7 +47,6 @@ class KerasBackend:
     """What every Keras backend shares: layout, dtype, input checks, softmax stripping."""
 
     fixed_batch_shape = True
-    outputs_probabilities = False
 
     def __init__(
         self,
@@ -193,9 +192,7 @@ class TensorFlowKeras(KerasBackend):
             score = tf.reduce_sum(tf.gather(outputs, targets, axis=1, batch_dims=1))
         gradients = tape.gradient(score, captured["activations"])
         if gradients is None:
-            raise TargetLayerError(
-                f"the model's output does not depend on target layer {self.layer_name!r}"
-            )
+            raise self._not_connected()
         return GradientPass(
             np.asarray(captured["activations"]), np.asarray(gradients), outputs_np, targets
         )
@@ -273,11 +270,10 @@ class JaxKeras(KerasBackend):
         def count(x: Any) -> Any:
             _, activations, calls = self._split(trainable, frozen, x, None)
             counted["calls"] = calls
-            return activations
+            return activations  # of the last call: its shape is the shape of delta
 
-        jax.eval_shape(count, x)
+        shape = jax.eval_shape(count, x)
         last = counted["calls"] - 1
-        shape = jax.eval_shape(lambda x: self._split(trainable, frozen, x, None, last)[1], x)
         delta = jnp.zeros(shape.shape, shape.dtype)
         outputs, pullback, activations = jax.vjp(
             lambda d: self._split(trainable, frozen, x, d, last)[:2], delta, has_aux=True
@@ -319,33 +315,13 @@ class TorchKeras(KerasBackend):
         return keras.ops.convert_to_tensor(self._as_numpy(x))
 
     def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
-        # As in groupcam_torch: no graph below the layer, a fresh leaf at it, and
-        # inference_mode(False) + enable_grad so that calls made inside the
-        # user's torch.no_grad() or torch.inference_mode() work.
-        torch = self.torch
-        captured: dict[str, Any] = {}
+        from groupcam_torch._autograd import gradient_at_layer
 
-        def capture(output: Any) -> Any:
-            torch.set_grad_enabled(True)
-            leaf = output.detach().requires_grad_(True)
-            captured["activations"] = leaf
-            return leaf.clone()
+        def run(x: Any, capture: Any) -> Any:
+            with self.logits(), patched_call(self.layer, capture):
+                return select_output(self.model(x, **self.call_kwargs))
 
-        with torch.inference_mode(False), torch.enable_grad():
-            x = x.clone()
-            with torch.no_grad(), self.logits(), patched_call(self.layer, capture):
-                outputs = select_output(self.model(x, **self.call_kwargs))
-            if "activations" not in captured:
-                raise self._capture_missing()
-            activations = captured["activations"]
-            targets = resolve_targets(outputs.detach())
-            if not outputs.requires_grad:
-                raise self._not_connected()
-            score = outputs.gather(1, targets[:, None]).sum()
-            (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
-        if gradients is None:
-            raise self._not_connected()
-        return GradientPass(activations.detach(), gradients, outputs.detach(), targets)
+        return gradient_at_layer(run, x, resolve_targets, self.layer_name)
 
     def forward(self, x: Any) -> Any:
         with self.torch.no_grad(), self.logits():

@@ -101,12 +101,12 @@ def patched_call(layer: keras.Layer, transform: Callable[[Any], Any]) -> Any:
 
 @contextmanager
 def patched_calls(
-    layers: list[keras.Layer], make: Callable[[str], Callable[[Any], Any]], names: list[str]
+    layers: list[tuple[str, keras.Layer]], make: Callable[[str], Callable[[Any], Any]]
 ) -> Iterator[None]:
-    """Patch several layers at once (see :func:`patched_call`); all restored on exit."""
+    """Patch each ``(path, layer)`` with ``make(path)`` (see :func:`patched_call`)."""
     with ExitStack() as stack:
-        for name, layer in zip(names, layers, strict=True):
-            stack.enter_context(patched_call(layer, make(name)))
+        for path, layer in layers:
+            stack.enter_context(patched_call(layer, make(path)))
         yield
 
 
@@ -135,7 +135,7 @@ def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
 
         return record
 
-    with patched_calls([layer for _, layer in layers], make, [path for path, _ in layers]):
+    with patched_calls(layers, make):
         run()
     return pick_last_feature_layer(
         last_call, [path for path, layer in layers if isinstance(layer, CONVOLUTIONS)]

@@ -31,8 +31,9 @@ class GroupCAM(ExplainerBase):
         object, or ``None`` for the last layer that outputs a spatial feature
         map after the last convolution (found on the first call).
     groups, variant, batch_size
-        As for :class:`groupcam_torch.GroupCAM`. Chunks have a fixed size (the
-        last one is padded) so compiled functions are traced once.
+        As for :class:`groupcam_torch.GroupCAM`. Full chunks have ``batch_size``
+        rows and a shorter last chunk is padded to the next power of two, so
+        compiled functions are traced once per shape, never once per call.
     model_outputs
         ``"auto"`` (default): if the model's output layer applies softmax (a
         layer with ``activation="softmax"`` or a ``Softmax`` layer), it is

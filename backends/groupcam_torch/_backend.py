@@ -14,10 +14,10 @@ from groupcam_core.errors import (
     BackendError,
     InputError,
     ModelOutputError,
-    TargetLayerError,
 )
 from groupcam_core.protocol import GradientPass, TargetResolver
 
+from ._autograd import Capture, gradient_at_layer
 from ._layers import first_convolution
 
 __all__ = ["DEFAULT_BATCH_SIZES", "OutputSelector", "TorchBackend", "select_output"]
@@ -163,64 +163,23 @@ class TorchBackend:
             )
 
     def gradient_pass(self, x: torch.Tensor, resolve_targets: TargetResolver) -> GradientPass:
-        # Below the target layer nothing needs a graph: the forward runs under
-        # no_grad and the hook turns gradients on from the target's output,
-        # which it replaces with a fresh leaf (returned as a clone, so in-place
-        # operations after the layer cannot touch it). Frozen parameters,
-        # torch.no_grad() and torch.inference_mode() around the call all work,
-        # and parameters' .grad are never written (torch.autograd.grad).
-        captured: dict[str, torch.Tensor] = {}
-
-        def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
-            if not (torch.is_tensor(output) and output.is_floating_point()):
-                raise TargetLayerError(
-                    f"target layer {self.layer_name!r} returned {type(output).__name__}, "
-                    "not a floating-point tensor"
-                )
-            torch.set_grad_enabled(True)
-            leaf = output.detach().requires_grad_(True)
-            captured["activations"] = leaf
-            return leaf.clone()
-
-        with torch.inference_mode(False):
-            x = x.clone()  # an inference tensor (made under inference_mode) becomes usable
-            handle = self.layer.register_forward_hook(capture)
+        def run(x: torch.Tensor, capture: Capture) -> torch.Tensor:
+            handle = self.layer.register_forward_hook(lambda module, inputs, out: capture(out))
             try:
-                with torch.no_grad():
-                    raw = self.model(x)
+                raw = self.model(x)
             finally:
                 handle.remove()
-            if "activations" not in captured:
-                raise TargetLayerError(
-                    f"target layer {self.layer_name!r} was not called during the forward pass"
-                )
-            activations = captured["activations"]
-            outputs = select_output(raw, self.output)
-            targets = resolve_targets(outputs.detach())
-            if not self.outputs_probabilities and _look_like_probabilities(outputs.detach()):
-                warnings.warn(
-                    "the model's outputs look like probabilities (non-negative rows summing to 1); "
-                    "if its last layer applies softmax, pass model_outputs='probabilities' so that "
-                    "Group-CAM does not apply softmax a second time",
-                    stacklevel=4,
-                )
-            if not outputs.requires_grad:
-                raise TargetLayerError(
-                    f"the model's output does not depend on target layer {self.layer_name!r} "
-                    "through differentiable operations"
-                )
-            score = outputs.gather(1, targets[:, None]).sum()
-            (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
-            if gradients is None:
-                raise TargetLayerError(
-                    f"the model's output does not depend on target layer {self.layer_name!r}"
-                )
-        return GradientPass(
-            activations=activations.detach(),
-            gradients=gradients.detach(),
-            outputs=outputs.detach(),
-            targets=targets,
-        )
+            return select_output(raw, self.output)
+
+        result = gradient_at_layer(run, x, resolve_targets, self.layer_name)
+        if not self.outputs_probabilities and _look_like_probabilities(result.outputs):
+            warnings.warn(
+                "the model's outputs look like probabilities (non-negative rows summing to 1); "
+                "if its last layer applies softmax, pass model_outputs='probabilities' so that "
+                "Group-CAM does not apply softmax a second time",
+                stacklevel=4,
+            )
+        return result
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
