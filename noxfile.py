@@ -1,4 +1,4 @@
-"""Sessions: lint, core (no framework), torch, keras-{tensorflow,jax,torch}, bench, docs.
+"""Sessions: lint, core (no framework), torch, keras-{tensorflow,jax,torch}, jax, bench, docs.
 
 Run ``nox`` for the default sessions: the whole test suite.
 """
@@ -14,6 +14,7 @@ nox.options.sessions = [
     "keras-tensorflow",
     "keras-jax",
     "keras-torch",
+    "jax",
 ]
 nox.options.reuse_existing_virtualenvs = True
 
@@ -71,6 +72,14 @@ def keras_jax(session: nox.Session) -> None:
 def keras_torch(session: nox.Session) -> None:
     """Keras adapter tests on the PyTorch backend."""
     _keras(session, "torch")
+
+
+@nox.session
+def jax(session: nox.Session) -> None:
+    """JAX adapter tests (Flax linen, Flax NNX, plain functions), with torch parity."""
+    session.install(TORCH)
+    session.install(".[torch,jax,test]", "jax[cpu]")
+    session.run("pytest", "tests/jax", *session.posargs)
 
 
 @nox.session

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -10,12 +11,29 @@ import numpy as np
 
 from .config import GroupCAMConfig, make_config
 from .engine import explain as explain_with_backend
-from .errors import ConfigError, TargetLayerError
+from .errors import ConfigError, LayerNotFoundError, TargetLayerError
 from .protocol import Backend
 from .result import Explanation
 from .targets import TargetSpec
 
-__all__ = ["ExplainerBase", "pick_last_feature_layer"]
+__all__ = ["ExplainerBase", "pick_last_feature_layer", "unknown_layer_error"]
+
+
+def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> LayerNotFoundError:
+    """The error for a layer name the model does not have, listing close matches.
+
+    Parameters
+    ----------
+    target
+        The name the user asked for.
+    names
+        The model's layer names, in the model's order.
+    detail
+        Appended to the message (for example, a list of the last layers).
+    """
+    close = difflib.get_close_matches(target, list(dict.fromkeys(names)), n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return LayerNotFoundError(f"the model has no layer named {target!r}{hint}{detail}")
 
 
 def pick_last_feature_layer(

@@ -3,16 +3,92 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .errors import ModelOutputError, TargetError
+from .errors import BackendError, ModelOutputError, TargetError
 
-__all__ = ["TargetSpec", "check_outputs", "make_target_resolver"]
+__all__ = [
+    "OutputSelector",
+    "TargetSpec",
+    "check_outputs",
+    "make_target_resolver",
+    "select_class_scores",
+]
 
 TargetSpec = int | Sequence[int] | Any | None
+
+#: How to find the class scores in what a model returns: a key or attribute
+#: name, an index, or a callable; ``None`` to guess (see select_class_scores).
+OutputSelector = str | int | Callable[[Any], Any] | None
+
+
+def select_class_scores(
+    raw: Any, selector: OutputSelector, is_array: Callable[[Any], bool], array_type: str
+) -> Any:
+    """Pick the ``(B, classes)`` array from whatever a model returned.
+
+    Parameters
+    ----------
+    raw
+        The model's return value.
+    selector
+        ``None`` to take an array as it is, else its ``logits`` attribute or key,
+        the only value of a one-entry mapping, or the first item of a sequence; a
+        key or attribute name, an index, or a callable to say which.
+    is_array, array_type
+        The framework's array test and the name of its array type, for errors.
+    """
+    if selector is not None:
+        if callable(selector):
+            chosen = selector(raw)
+        elif isinstance(selector, str):
+            if isinstance(raw, Mapping) and selector in raw:
+                chosen = raw[selector]
+            elif hasattr(raw, selector):
+                chosen = getattr(raw, selector)
+            else:
+                raise ModelOutputError(
+                    f"output={selector!r}: the model's {type(raw).__name__} output has no "
+                    "such key or attribute"
+                )
+        elif isinstance(selector, int) and not isinstance(selector, bool):
+            try:
+                chosen = raw[selector]
+            except (IndexError, KeyError, TypeError) as error:
+                raise ModelOutputError(
+                    f"output={selector}: cannot index the model's {type(raw).__name__} output"
+                ) from error
+        else:
+            raise BackendError(
+                "output must be None, a key or attribute name, an index, or a callable"
+            )
+    elif is_array(raw):
+        chosen = raw
+    elif is_array(getattr(raw, "logits", None)):
+        chosen = raw.logits
+    elif isinstance(raw, Mapping):
+        if "logits" in raw:
+            chosen = raw["logits"]
+        elif len(raw) == 1:
+            chosen = next(iter(raw.values()))
+        else:
+            raise ModelOutputError(
+                f"the model returned a mapping with keys {sorted(map(str, raw))}; "
+                "pass output=<key> to say which one holds the class scores"
+            )
+    elif isinstance(raw, (tuple, list)) and raw:
+        chosen = raw[0]
+    else:
+        chosen = raw
+    if not is_array(chosen):
+        raise ModelOutputError(
+            f"expected the class scores as a {array_type}, got {type(chosen).__name__}; "
+            "pass output= (a key, an attribute name, an index or a callable) to select them"
+        )
+    return chosen
 
 
 def check_outputs(outputs: Any, batch: int, where: str = "the model") -> None:

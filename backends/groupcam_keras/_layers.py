@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import keras
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.explainer import pick_last_feature_layer
+from groupcam_core.explainer import pick_last_feature_layer, unknown_layer_error
 
 __all__ = [
     "CONVOLUTIONS",
@@ -53,11 +52,7 @@ def resolve_layer(model: keras.Model, target: str | keras.Layer) -> tuple[str, k
                 f"{', '.join(p for p, _ in by_name)}; pass the full path"
             )
         names = [path for path, _ in layers] + [layer.name for _, layer in layers]
-        close = difflib.get_close_matches(target, names, n=5, cutoff=0.5)
-        hint = (
-            f"; did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
-        )
-        raise LayerNotFoundError(f"the model has no layer named {target!r}{hint}")
+        raise unknown_layer_error(target, names)
     if isinstance(target, keras.Layer):
         for path, layer in layers:
             if layer is target:

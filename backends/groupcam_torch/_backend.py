@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -11,11 +10,10 @@ import torch
 from torch import nn
 
 from groupcam_core.errors import (
-    BackendError,
     InputError,
-    ModelOutputError,
 )
 from groupcam_core.protocol import GradientPass, TargetResolver
+from groupcam_core.targets import OutputSelector, select_class_scores
 
 from ._autograd import Capture, gradient_at_layer
 from ._layers import first_convolution
@@ -27,59 +25,10 @@ __all__ = ["DEFAULT_BATCH_SIZES", "OutputSelector", "TorchBackend", "select_outp
 #: image as large ones (see docs/benchmarks.md); accelerators want large chunks.
 DEFAULT_BATCH_SIZES: dict[str, int] = {"cpu": 4, "cuda": 64, "mps": 32, "xpu": 64}
 
-OutputSelector = str | int | Callable[[Any], Any] | None
-
 
 def select_output(raw: Any, selector: OutputSelector) -> torch.Tensor:
     """Pick the ``(B, classes)`` tensor from whatever the model returned."""
-    if selector is not None:
-        if callable(selector):
-            chosen = selector(raw)
-        elif isinstance(selector, str):
-            if isinstance(raw, Mapping) and selector in raw:
-                chosen = raw[selector]
-            elif hasattr(raw, selector):
-                chosen = getattr(raw, selector)
-            else:
-                raise ModelOutputError(
-                    f"output={selector!r}: the model's {type(raw).__name__} output has no "
-                    "such key or attribute"
-                )
-        elif isinstance(selector, int) and not isinstance(selector, bool):
-            try:
-                chosen = raw[selector]
-            except (IndexError, KeyError, TypeError) as error:
-                raise ModelOutputError(
-                    f"output={selector}: cannot index the model's {type(raw).__name__} output"
-                ) from error
-        else:
-            raise BackendError(
-                "output must be None, a key or attribute name, an index, or a callable"
-            )
-    elif torch.is_tensor(raw):
-        chosen = raw
-    elif torch.is_tensor(getattr(raw, "logits", None)):
-        chosen = raw.logits
-    elif isinstance(raw, Mapping):
-        if "logits" in raw:
-            chosen = raw["logits"]
-        elif len(raw) == 1:
-            chosen = next(iter(raw.values()))
-        else:
-            raise ModelOutputError(
-                f"the model returned a mapping with keys {sorted(map(str, raw))}; "
-                "pass output=<key> to say which one holds the class scores"
-            )
-    elif isinstance(raw, (tuple, list)) and raw:
-        chosen = raw[0]
-    else:
-        chosen = raw
-    if not torch.is_tensor(chosen):
-        raise ModelOutputError(
-            f"expected the class scores as a torch.Tensor, got {type(chosen).__name__}; "
-            "pass output= (a key, an attribute name, an index or a callable) to select them"
-        )
-    return chosen
+    return select_class_scores(raw, selector, torch.is_tensor, "torch.Tensor")
 
 
 def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

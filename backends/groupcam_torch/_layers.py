@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import torch
 from torch import nn
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.explainer import pick_last_feature_layer
+from groupcam_core.explainer import pick_last_feature_layer, unknown_layer_error
 
 __all__ = ["find_last_feature_layer", "first_convolution", "resolve_layer"]
 
@@ -26,12 +25,9 @@ def resolve_layer(model: nn.Module, target: str | nn.Module) -> tuple[str, nn.Mo
     if isinstance(target, str):
         if target in names:
             return target, names[target]
-        close = difflib.get_close_matches(target, list(names), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         sample = ", ".join(repr(n) for n in list(names)[-8:])
-        raise LayerNotFoundError(
-            f"the model has no layer named {target!r}{hint} "
-            f"(it has {len(names)} named layers; the last ones are {sample})"
+        raise unknown_layer_error(
+            target, list(names), f" (it has {len(names)} named layers; the last ones are {sample})"
         )
     if isinstance(target, nn.Module):
         for name, module in names.items():

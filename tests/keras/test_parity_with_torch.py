@@ -7,25 +7,15 @@ import numpy as np
 import pytest
 import torch
 from _support.keras_models import keras_blob_net
+from _support.photos import photos_with_blobs
 
-from groupcam_core.samples import load_sample_photos
 from groupcam_keras import GroupCAM as KerasGroupCAM
 from groupcam_torch import GroupCAM as TorchGroupCAM
 
 
 @pytest.fixture(scope="module")
 def photos() -> np.ndarray:
-    """The four sample photos, each with one coloured blob the blob net can recognise."""
-    images = np.stack(list(load_sample_photos(size=64).values())).astype(np.float32) / 255.0
-    # (B, H, W, C), each photo's colour cast removed and scaled like the net's training noise.
-    images = images - images.mean(axis=(1, 2), keepdims=True)
-    images = 0.15 * images / images.std(axis=(1, 2, 3), keepdims=True)
-    yy, xx = np.mgrid[0:64, 0:64]
-    for i, (cy, cx) in enumerate([(20, 40), (44, 18), (30, 30), (48, 50)]):
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
-        colour = np.ones(3) if i == 3 else np.eye(3)[i]
-        images[i] += (2.0 * blob[:, :, None] * colour).astype(np.float32)
-    return images
+    return photos_with_blobs()
 
 
 @pytest.mark.parametrize("variant", ["paper", "official-head"])

@@ -1,0 +1,223 @@
+"""The core's backend protocol for JAX models, on top of a way in (see _models)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from groupcam_core.errors import GroupCAMError, InputError, TargetLayerError
+from groupcam_core.explainer import unknown_layer_error
+from groupcam_core.protocol import GradientPass, Layout, TargetResolver
+from groupcam_core.targets import OutputSelector, select_class_scores
+
+from ._models import LayerCallback, ModelWayIn
+
+__all__ = ["DEFAULT_BATCH_SIZE", "JaxBackend", "LayerCalls", "record_layer_calls"]
+
+#: Rows per masked forward pass when the user gives no ``batch_size``: on a CPU
+#: (see docs/benchmarks.md) and on accelerators.
+DEFAULT_BATCH_SIZE = {"cpu": 16, "accelerator": 64}
+
+
+@dataclass
+class LayerCalls:
+    """What one abstract pass through the model saw of its tapped layers.
+
+    Attributes
+    ----------
+    finished
+        For each layer path: the order in which its last call finished, and
+        whether that call output a 4-D map larger than 1x1.
+    calls
+        How many times each layer was called.
+    shapes
+        Shape and dtype of each layer's output at its last call.
+    convolutions
+        Paths of the layers that are 2-D convolutions.
+    """
+
+    finished: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    shapes: dict[str, jax.ShapeDtypeStruct] = field(default_factory=dict)
+    convolutions: list[str] = field(default_factory=list)
+
+
+def record_layer_calls(
+    way_in: ModelWayIn, variables: Any, x: Any, layout: Layout, only: str | None = None
+) -> LayerCalls:
+    """Trace the model abstractly on ``x`` (nothing is computed) and record its layer calls."""
+    record = LayerCalls()
+    spatial_axes = (1, 2) if layout == "channels_last" else (2, 3)
+
+    def callback(path: str, module: Any, output: Any) -> Any:
+        is_map = (
+            isinstance(output, jax.Array)
+            and output.ndim == 4
+            and jnp.issubdtype(output.dtype, jnp.floating)
+        )
+        spatial = is_map and output.shape[spatial_axes[0]] * output.shape[spatial_axes[1]] > 1
+        record.calls[path] += 1
+        record.finished[path] = (record.calls.total(), spatial)
+        if is_map:
+            record.shapes[path] = jax.ShapeDtypeStruct(output.shape, output.dtype)
+        if path not in record.convolutions and way_in.is_convolution(module):
+            record.convolutions.append(path)
+        return output
+
+    try:
+        jax.eval_shape(lambda v, batch: way_in.run(v, batch, callback, only), variables, x)
+    except GroupCAMError:
+        raise
+    except Exception as error:
+        raise InputError(
+            f"{way_in.description} failed on a batch of shape {tuple(x.shape)} "
+            f"({layout}{_layout_hint(x, layout)}): {type(error).__name__}: {error}"
+        ) from error
+    return record
+
+
+def _layout_hint(x: Any, layout: Layout) -> str:
+    if x.ndim != 4:
+        return ""
+    if layout == "channels_last" and x.shape[1] in (1, 3) and x.shape[3] not in (1, 3):
+        return "; the batch looks channels-first, pass layout='channels_first'"
+    if layout == "channels_first" and x.shape[3] in (1, 3) and x.shape[1] not in (1, 3):
+        return "; the batch looks channels-last"
+    return ""
+
+
+class _Tap:
+    """Adds ``delta`` to the output of one call of the target layer and keeps that output."""
+
+    def __init__(self, delta: Any, call: int) -> None:
+        self.delta = delta
+        self.call = call
+        self.seen = 0
+        self.activations: Any = None
+
+    def __call__(self, path: str, module: Any, output: Any) -> Any:
+        index = self.seen
+        self.seen += 1
+        if index != self.call:
+            return output
+        self.activations = output
+        return output + self.delta
+
+
+class JaxBackend:
+    """Jit-compiled gradient pass and masked passes for one model and target layer.
+
+    The gradient pass adds a zero perturbation ``delta`` to the target layer's
+    output; the gradient of the target scores with respect to ``delta`` is the
+    gradient with respect to the activations. ``jax.vjp`` of the compiled split
+    gives the outputs (to resolve the targets) and then the gradient, from one
+    forward and one backward pass. A layer called several times is explained at
+    its last call.
+    """
+
+    fixed_batch_shape = True
+
+    def __init__(
+        self,
+        way_in: ModelWayIn,
+        structure_key: Hashable,
+        variables: Any,
+        layer_name: str,
+        layout: Layout,
+        output: OutputSelector,
+        outputs_probabilities: bool,
+    ) -> None:
+        self.way_in = way_in
+        self.structure_key = structure_key
+        self.variables = variables
+        self.layer_name = layer_name
+        self.input_layout: Layout = layout
+        self.feature_layout: Layout = layout
+        self.output = output
+        self.outputs_probabilities = outputs_probabilities
+        self._layer_calls: dict[tuple[Any, ...], tuple[int, jax.ShapeDtypeStruct]] = {}
+        self._forward = jax.jit(self._logits)
+        self._split = jax.jit(self._logits_and_activations, static_argnums=3)
+
+    @property
+    def default_batch_size(self) -> int:
+        return DEFAULT_BATCH_SIZE["cpu" if jax.default_backend() == "cpu" else "accelerator"]
+
+    def _select(self, raw: Any) -> Any:
+        return select_class_scores(raw, self.output, _is_jax_array, "jax.Array")
+
+    def _logits(self, variables: Any, x: Any) -> Any:
+        return self._select(self.way_in.run(variables, x, None, None))
+
+    def _logits_and_activations(
+        self, variables: Any, x: Any, delta: Any, call: int
+    ) -> tuple[Any, Any]:
+        tap = _Tap(delta, call)
+        callback: LayerCallback = tap
+        outputs = self._select(self.way_in.run(variables, x, callback, self.layer_name))
+        return outputs, tap.activations
+
+    def prepare_input(self, x: Any) -> Any:
+        try:
+            array = jnp.asarray(x)
+        except (TypeError, ValueError) as error:
+            raise InputError(
+                f"cannot turn the input of type {type(x).__name__} into a JAX array"
+            ) from error
+        if not jnp.issubdtype(array.dtype, jnp.floating):
+            raise InputError(
+                f"expected a floating-point batch, got dtype {array.dtype}; "
+                "convert and normalise images the way the model was trained"
+            )
+        return array
+
+    def _target_call(self, x: Any) -> tuple[int, jax.ShapeDtypeStruct]:
+        """Index of the target layer's last call on ``x`` and its output's shape."""
+        key = (tuple(x.shape), str(x.dtype))
+        if key not in self._layer_calls:
+            name = self.layer_name
+            record = record_layer_calls(
+                self.way_in, self.variables, x, self.input_layout, only=name
+            )
+            if record.calls[name] == 0:
+                everything = record_layer_calls(self.way_in, self.variables, x, self.input_layout)
+                known = self.way_in.known_paths()
+                if name in known or name in everything.calls:
+                    raise TargetLayerError(
+                        f"target layer {name!r} was not called during the forward pass"
+                    )
+                raise unknown_layer_error(name, [*everything.calls, *known])
+            if name not in record.shapes:
+                raise TargetLayerError(
+                    f"target layer {name!r} does not output a floating-point 4-D feature map"
+                )
+            self._layer_calls[key] = (record.calls[name] - 1, record.shapes[name])
+        return self._layer_calls[key]
+
+    def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
+        call, shape = self._target_call(x)
+        delta = jnp.zeros(shape.shape, shape.dtype)
+        variables = self.variables
+        outputs, pullback, activations = jax.vjp(
+            lambda d: self._split(variables, x, d, call), delta, has_aux=True
+        )
+        targets = resolve_targets(outputs)
+        cotangent = jax.nn.one_hot(targets, outputs.shape[1], dtype=outputs.dtype)
+        (gradients,) = pullback(cotangent)
+        return GradientPass(activations, gradients, outputs, targets)
+
+    def forward(self, x: Any) -> Any:
+        return self._forward(self.variables, x)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return np.asarray(array)
+
+
+def _is_jax_array(value: Any) -> bool:
+    return isinstance(value, jax.Array)

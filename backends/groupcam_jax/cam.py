@@ -1,0 +1,244 @@
+"""Group-CAM for JAX models: Flax linen, Flax NNX, or any function split in two."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from groupcam_core.config import GroupCAMConfig
+from groupcam_core.errors import ConfigError
+from groupcam_core.explainer import ExplainerBase, pick_last_feature_layer
+from groupcam_core.protocol import Layout
+from groupcam_core.targets import OutputSelector
+
+from ._backend import JaxBackend, record_layer_calls
+from ._models import FunctionPair, LinenModel, ModelWayIn, NnxModel
+
+__all__ = ["GroupCAM"]
+
+ModelOutputs = Literal["logits", "probabilities"]
+
+
+class GroupCAM(ExplainerBase):
+    """Group-CAM saliency maps for a JAX image classifier.
+
+    ``GroupCAM(features_fn, head_fn)`` explains any JAX model split in two at the
+    target layer: ``head_fn(features_fn(x))`` must give the ``(B, classes)``
+    scores. Flax users need not split anything: see :meth:`from_linen` and
+    :meth:`from_nnx`.
+
+    The gradient pass and the masked passes are jit-compiled. Full chunks have
+    ``batch_size`` rows and a shorter last chunk is padded to the next power of
+    two, so a compiled function is traced once per shape, not once per call.
+
+    Parameters
+    ----------
+    features_fn
+        ``x -> activations``: the network up to the target layer, returning a
+        4-D feature map in the same layout as the input.
+    head_fn
+        ``activations -> scores``: the rest of the network.
+    groups, variant, batch_size
+        As for :class:`groupcam_torch.GroupCAM` (32 groups, the ``"paper"``
+        preset; chunks of 16 on a CPU and 64 on an accelerator by default).
+    layout
+        ``"channels_last"`` (Flax's convention, the default) or
+        ``"channels_first"``: the layout of the input and of the feature map.
+    output
+        How to find the class scores if the model returns more than one array:
+        a key or attribute name, an index, or a callable.
+    model_outputs
+        ``"logits"`` (default) or ``"probabilities"`` if the model already
+        applies softmax.
+    **settings
+        Other fields of :class:`groupcam_core.GroupCAMConfig`.
+    """
+
+    def __init__(
+        self,
+        features_fn: Callable[[Any], Any],
+        head_fn: Callable[[Any], Any],
+        groups: int = 32,
+        variant: str | GroupCAMConfig = "paper",
+        batch_size: int | None = None,
+        *,
+        layout: Layout = "channels_last",
+        output: OutputSelector = None,
+        model_outputs: ModelOutputs = "logits",
+        **settings: Any,
+    ) -> None:
+        way_in = FunctionPair(features_fn, head_fn)
+        self._init(way_in, None, groups, variant, batch_size, layout, output, model_outputs)
+        self._setup(groups, variant, batch_size, settings)
+
+    @classmethod
+    def from_linen(
+        cls,
+        module: Any,
+        variables: Any,
+        target_layer: str | tuple[str, ...] | None = None,
+        groups: int = 32,
+        variant: str | GroupCAMConfig = "paper",
+        batch_size: int | None = None,
+        *,
+        method: str | Callable[..., Any] | None = None,
+        apply_kwargs: dict[str, Any] | None = None,
+        layout: Layout = "channels_last",
+        output: OutputSelector = None,
+        model_outputs: ModelOutputs = "logits",
+        **settings: Any,
+    ) -> GroupCAM:
+        """Explain an unmodified ``flax.linen`` module.
+
+        Parameters
+        ----------
+        module
+            The module (unbound), as defined by the user.
+        variables
+            Its variables, as returned by ``module.init`` (``params`` and, for
+            BatchNorm, ``batch_stats``). They are read, never changed.
+        target_layer
+            Path of the submodule to explain, as in the variables tree:
+            ``"Conv_2"``, ``"backbone/stage4"`` (dots work too), or ``None`` for
+            the last submodule that outputs a spatial feature map after the last
+            convolution. The module's code needs no ``sow`` or ``perturb``: the
+            layer is tapped with ``flax.linen.intercept_methods``.
+        method, apply_kwargs
+            Passed to ``module.apply`` (for example ``apply_kwargs={"train":
+            False}``). Whatever they say, every ``BatchNorm`` uses its running
+            averages and every ``Dropout`` is deterministic.
+        groups, variant, batch_size, layout, output, model_outputs, **settings
+            As for :class:`GroupCAM`.
+        """
+        explainer = cls.__new__(cls)
+        explainer._init(
+            LinenModel(module, variables, method, apply_kwargs),
+            target_layer,
+            groups,
+            variant,
+            batch_size,
+            layout,
+            output,
+            model_outputs,
+        )
+        explainer._setup(groups, variant, batch_size, settings)
+        return explainer
+
+    @classmethod
+    def from_nnx(
+        cls,
+        model: Any,
+        target_layer: Any = None,
+        groups: int = 32,
+        variant: str | GroupCAMConfig = "paper",
+        batch_size: int | None = None,
+        *,
+        layout: Layout = "channels_last",
+        output: OutputSelector = None,
+        model_outputs: ModelOutputs = "logits",
+        **settings: Any,
+    ) -> GroupCAM:
+        """Explain a ``flax.nnx`` module.
+
+        Each explanation reads the module's current state and runs a private
+        copy of it in evaluation mode (BatchNorm on running averages, Dropout
+        off): the module itself, its train/eval flags and its state stay
+        exactly as they were.
+
+        Parameters
+        ----------
+        model
+            The ``nnx.Module``.
+        target_layer
+            The submodule to explain: its path (``"backbone/stage4"``,
+            ``"layers/2"``; dots work too), the submodule object, or ``None``
+            for the last submodule that outputs a spatial feature map after the
+            last convolution.
+        groups, variant, batch_size, layout, output, model_outputs, **settings
+            As for :class:`GroupCAM`.
+        """
+        explainer = cls.__new__(cls)
+        explainer._init(
+            NnxModel(model),
+            target_layer,
+            groups,
+            variant,
+            batch_size,
+            layout,
+            output,
+            model_outputs,
+        )
+        explainer._setup(groups, variant, batch_size, settings)
+        return explainer
+
+    def _init(
+        self,
+        way_in: ModelWayIn,
+        target_layer: Any,
+        groups: int,
+        variant: str | GroupCAMConfig,
+        batch_size: int | None,
+        layout: Layout,
+        output: OutputSelector,
+        model_outputs: ModelOutputs,
+    ) -> None:
+        if layout not in ("channels_last", "channels_first"):
+            raise ConfigError(f"layout must be 'channels_last' or 'channels_first', got {layout!r}")
+        if model_outputs not in ("logits", "probabilities"):
+            raise ConfigError(
+                f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
+            )
+        self.way_in = way_in
+        self.layout: Layout = layout
+        self.output = output
+        self.model_outputs = model_outputs
+        self._layer_name = None if target_layer is None else way_in.resolve(target_layer)
+        if isinstance(way_in, FunctionPair):
+            self._layer_name = way_in.layer
+        self._backend: JaxBackend | None = None
+
+    @property
+    def target_layer_name(self) -> str | None:
+        """Path of the explained layer (``None`` until found, when chosen automatically)."""
+        return self._layer_name
+
+    def _backend_for(self, x: Any) -> JaxBackend:
+        key, variables = self.way_in.current_variables()
+        backend = self._backend
+        if backend is not None and _same(backend.structure_key, key):
+            backend.variables = variables
+            return backend
+        if self._layer_name is None:
+            probe = self._make_backend(key, variables, "")
+            batch = probe.prepare_input(x)
+            if batch.ndim != 4 or 0 in batch.shape:
+                return probe  # the core reports the bad input
+            record = record_layer_calls(self.way_in, variables, batch, self.layout)
+            self._layer_name = pick_last_feature_layer(record.finished, record.convolutions)
+        self._backend = self._make_backend(key, variables, self._layer_name)
+        return self._backend
+
+    def _make_backend(self, key: Any, variables: Any, layer_name: str) -> JaxBackend:
+        return JaxBackend(
+            self.way_in,
+            key,
+            variables,
+            layer_name,
+            self.layout,
+            self.output,
+            self.model_outputs == "probabilities",
+        )
+
+    def __repr__(self) -> str:
+        layer = self._layer_name or "<last feature layer>"
+        return (
+            f"GroupCAM({self.way_in.description}, target_layer={layer!r}, "
+            f"groups={self.config.groups})"
+        )
+
+
+def _same(old: Any, new: Any) -> bool:
+    try:
+        return bool(old == new)
+    except Exception:  # a structure key that cannot be compared is a new structure
+        return False
