@@ -86,11 +86,12 @@ def jax(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed and memory benchmark; prints a table (see docs/benchmarks.md)."""
     session.install(TORCH)
-    session.install(".[torch,keras,test]")
+    session.install(".[torch,keras,jax,test]")
     session.run("python", "benchmarks/bench_torch.py", *session.posargs)
     session.run(
         "python", "benchmarks/bench_keras.py", *session.posargs, env={"KERAS_BACKEND": "tensorflow"}
     )
+    session.run("python", "benchmarks/bench_jax.py", *session.posargs)
 
 
 @nox.session

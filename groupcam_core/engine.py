@@ -20,7 +20,14 @@ from .protocol import Backend, Layout
 from .result import Explanation
 from .targets import TargetSpec, check_outputs, make_target_resolver
 
-__all__ = ["GroupMasks", "build_group_masks", "explain", "merge_masks", "validate_input"]
+__all__ = [
+    "GroupMasks",
+    "build_group_masks",
+    "explain",
+    "merge_masks",
+    "padded_rows",
+    "validate_input",
+]
 
 
 def _channels_first(array: Any, layout: Layout, xp: Any) -> Any:
@@ -167,7 +174,7 @@ def _target_probabilities(
     return xp.exp(picked - log_total)
 
 
-def _padded_rows(rows: int, batch_size: int) -> int:
+def padded_rows(rows: int, batch_size: int) -> int:
     """Rows a chunk is padded to for backends that compile one function per shape.
 
     Full chunks have ``batch_size`` rows; a shorter last chunk is padded to the
@@ -207,10 +214,10 @@ def _score_inputs(
         )
         chunk = xp.take(blurred, index, axis=0) + chunk_masks * xp.take(difference, index, axis=0)
         rows = stop - start
-        padded_rows = _padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
-        if padded_rows > rows:
+        rows_sent = padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
+        if rows_sent > rows:
             padding = xp.take(
-                chunk, xp.zeros(padded_rows - rows, dtype=index.dtype, device=device(index)), axis=0
+                chunk, xp.zeros(rows_sent - rows, dtype=index.dtype, device=device(index)), axis=0
             )
             chunk = xp.concat([chunk, padding], axis=0)
         outputs = backend.forward(chunk)

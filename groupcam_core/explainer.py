@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,17 @@ class ExplainerBase:
 
     def _explaining(self) -> AbstractContextManager[Any]:
         return nullcontext()
+
+    @contextmanager
+    def using_backend(self, x: Any) -> Iterator[Backend]:
+        """The explained model as a core :class:`~groupcam_core.Backend` while the block runs.
+
+        Metrics and the comparison methods of :mod:`groupcam_core` run the model
+        through it; the model is prepared as for an explanation (evaluation mode,
+        restored afterwards) for the duration of the block.
+        """
+        with self._explaining():
+            yield self._backend_for(x)
 
     def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
         """Explain a batch and return the maps with scores and diagnostics.

@@ -9,7 +9,7 @@ top of ``run`` alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
@@ -208,6 +208,11 @@ class NnxModel:
         self.description = type(model).__name__
         self.graphdef: Any = None
 
+    def _modules(self, model: Any) -> Iterator[tuple[tuple[Any, ...], Any]]:
+        # nnx.iter_modules(m) replaced the m.iter_modules() method in newer Flax.
+        iterate = getattr(self.nnx, "iter_modules", None)
+        return iterate(model) if iterate is not None else model.iter_modules()
+
     def current_variables(self) -> tuple[Hashable, Any]:
         self.graphdef, state = self.nnx.split(self.model)
         return self.graphdef, state
@@ -216,7 +221,7 @@ class NnxModel:
         copy = self.nnx.merge(self.graphdef, variables)
         copy.eval()
         if callback is not None:
-            for path, module in self.nnx.iter_modules(copy):
+            for path, module in self._modules(copy):
                 name = path_name(path)
                 if path and (only is None or name == only):
                     _tap_calls(module, name, callback)
@@ -227,7 +232,7 @@ class NnxModel:
 
     def resolve(self, target: Any) -> str:
         if isinstance(target, self.nnx.Module):
-            for path, module in self.nnx.iter_modules(self.model):
+            for path, module in self._modules(self.model):
                 if module is target and path:
                     return path_name(path)
             raise LayerNotFoundError(
@@ -236,7 +241,7 @@ class NnxModel:
         return normalise_path(target)
 
     def known_paths(self) -> list[str]:
-        return [path_name(p) for p, _ in self.nnx.iter_modules(self.model) if p]
+        return [path_name(p) for p, _ in self._modules(self.model) if p]
 
 
 def _tap_calls(module: Any, name: str, callback: LayerCallback) -> None:
