@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -11,12 +11,45 @@ import numpy as np
 
 from .config import GroupCAMConfig, make_config
 from .engine import explain as explain_with_backend
-from .errors import ConfigError, LayerNotFoundError, TargetLayerError
+from .errors import ConfigError, InputError, LayerNotFoundError, TargetLayerError
 from .protocol import Backend
 from .result import Explanation
 from .targets import TargetSpec
 
-__all__ = ["ExplainerBase", "pick_last_feature_layer", "unknown_layer_error"]
+__all__ = [
+    "ExplainerBase",
+    "floating_batch",
+    "pick_last_feature_layer",
+    "unknown_layer_error",
+]
+
+
+def floating_batch(
+    x: Any, convert: Callable[[Any], Any], is_floating: Callable[[Any], bool], kind: str
+) -> Any:
+    """Convert a user's batch with ``convert`` and check that it holds floats.
+
+    Parameters
+    ----------
+    x
+        What the user passed.
+    convert
+        The framework's conversion to its array type.
+    is_floating
+        Whether a dtype of that array type is a floating-point type.
+    kind
+        The array type's name, for the error message.
+    """
+    try:
+        array = convert(x)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"cannot turn the input of type {type(x).__name__} into {kind}") from error
+    if not is_floating(array.dtype):
+        raise InputError(
+            f"expected a floating-point batch, got dtype {array.dtype}; "
+            "convert and normalise images the way the model was trained"
+        )
+    return array
 
 
 def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> LayerNotFoundError:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["overlay", "save_grid", "save_overlay"]
+__all__ = ["overlay", "save_comparison_grid", "save_grid", "save_overlay"]
 
 
 def _as_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -104,6 +104,54 @@ def save_grid(
         bottom = figure.add_subplot(2, count, count + column + 1)
         bottom.imshow(overlay(image, saliency, alpha=alpha))
         bottom.axis("off")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    return path
+
+
+def save_comparison_grid(
+    path: str | Path,
+    images: Sequence[np.ndarray],
+    maps_by_method: Mapping[str, Sequence[np.ndarray]],
+    row_titles: Sequence[str] | None = None,
+    alpha: float = 0.5,
+) -> Path:
+    """Write a grid with one row per image: the image, then each method's overlay.
+
+    Parameters
+    ----------
+    path
+        PNG file to write.
+    images
+        ``(H, W, 3)`` images (uint8 or floats in [0, 1]).
+    maps_by_method
+        Method name -> one ``(H, W)`` map in [0, 1] per image.
+    row_titles
+        A title for each row (shown above the image), or ``None``.
+    alpha
+        Opacity of the heat map over the image.
+    """
+    from matplotlib.figure import Figure
+
+    count = len(images)
+    if count == 0 or any(len(maps) != count for maps in maps_by_method.values()):
+        raise ValueError("every method needs one map per image, and there must be images")
+    if row_titles is not None and len(row_titles) != count:
+        raise ValueError(f"got {len(row_titles)} row titles for {count} images")
+    columns = 1 + len(maps_by_method)
+    figure = Figure(figsize=(2.2 * columns, 2.3 * count), dpi=100)
+    for row, image in enumerate(images):
+        axis = figure.add_subplot(count, columns, row * columns + 1)
+        axis.imshow(_as_rgb_float(image))
+        axis.set_title(row_titles[row] if row_titles is not None else "", fontsize=8)
+        axis.axis("off")
+        for column, (method, maps) in enumerate(maps_by_method.items(), start=2):
+            axis = figure.add_subplot(count, columns, row * columns + column)
+            axis.imshow(overlay(image, maps[row], alpha=alpha))
+            if row == 0:
+                axis.set_title(method, fontsize=9)
+            axis.axis("off")
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from groupcam_core.errors import GroupCAMError, InputError, TargetLayerError
-from groupcam_core.explainer import unknown_layer_error
+from groupcam_core.explainer import floating_batch, unknown_layer_error
 from groupcam_core.protocol import GradientPass, Layout, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
@@ -164,18 +164,9 @@ class JaxBackend:
         return outputs, tap.activations
 
     def prepare_input(self, x: Any) -> Any:
-        try:
-            array = jnp.asarray(x)
-        except (TypeError, ValueError) as error:
-            raise InputError(
-                f"cannot turn the input of type {type(x).__name__} into a JAX array"
-            ) from error
-        if not jnp.issubdtype(array.dtype, jnp.floating):
-            raise InputError(
-                f"expected a floating-point batch, got dtype {array.dtype}; "
-                "convert and normalise images the way the model was trained"
-            )
-        return array
+        return floating_batch(
+            x, jnp.asarray, lambda dtype: jnp.issubdtype(dtype, jnp.floating), "a JAX array"
+        )
 
     def _target_call(self, x: Any) -> tuple[int, jax.ShapeDtypeStruct]:
         """Index of the target layer's last call on ``x`` and its output's shape."""

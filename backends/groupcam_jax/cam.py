@@ -110,19 +110,18 @@ class GroupCAM(ExplainerBase):
         groups, variant, batch_size, layout, output, model_outputs, **settings
             As for :class:`GroupCAM`.
         """
-        explainer = cls.__new__(cls)
-        explainer._init(
-            LinenModel(module, variables, method, apply_kwargs),
+        way_in = LinenModel(module, variables, method, apply_kwargs)
+        return cls._build(
+            way_in,
             target_layer,
             groups,
             variant,
             batch_size,
+            settings,
             layout,
             output,
             model_outputs,
         )
-        explainer._setup(groups, variant, batch_size, settings)
-        return explainer
 
     @classmethod
     def from_nnx(
@@ -157,17 +156,32 @@ class GroupCAM(ExplainerBase):
         groups, variant, batch_size, layout, output, model_outputs, **settings
             As for :class:`GroupCAM`.
         """
-        explainer = cls.__new__(cls)
-        explainer._init(
-            NnxModel(model),
+        way_in = NnxModel(model)
+        return cls._build(
+            way_in,
             target_layer,
             groups,
             variant,
             batch_size,
+            settings,
             layout,
             output,
             model_outputs,
         )
+
+    @classmethod
+    def _build(
+        cls,
+        way_in: ModelWayIn,
+        target_layer: Any,
+        groups: int,
+        variant: str | GroupCAMConfig,
+        batch_size: int | None,
+        settings: dict[str, Any],
+        *options: Any,
+    ) -> GroupCAM:
+        explainer = cls.__new__(cls)
+        explainer._init(way_in, target_layer, groups, variant, batch_size, *options)
         explainer._setup(groups, variant, batch_size, settings)
         return explainer
 

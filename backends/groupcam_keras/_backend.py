@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from groupcam_core.errors import BackendError, InputError, ModelOutputError, TargetLayerError
+from groupcam_core.explainer import floating_batch
 from groupcam_core.protocol import GradientPass, TargetResolver
 
 from ._layers import logits_instead_of_softmax, patched_call
@@ -79,19 +80,12 @@ class KerasBackend:
             yield
 
     def _as_numpy(self, x: Any) -> np.ndarray:
-        try:
-            array = np.asarray(
-                keras.ops.convert_to_numpy(x) if not isinstance(x, np.ndarray) else x
-            )
-        except (TypeError, ValueError) as error:
-            raise InputError(
-                f"cannot turn the input of type {type(x).__name__} into an array"
-            ) from error
-        if not np.issubdtype(array.dtype, np.floating):
-            raise InputError(
-                f"expected a floating-point batch, got dtype {array.dtype}; "
-                "convert and normalise images the way the model was trained"
-            )
+        array = floating_batch(
+            x,
+            lambda x: np.asarray(x if isinstance(x, np.ndarray) else keras.ops.convert_to_numpy(x)),
+            lambda dtype: np.issubdtype(dtype, np.floating),
+            "an array",
+        )
         array = array.astype(self.dtype, copy=False)
         self._check_channels(array)
         return array

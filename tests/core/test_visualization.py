@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from groupcam_core.samples import imagenet_class_names, load_sample_photos
-from groupcam_core.visualization import overlay, save_grid, save_overlay
+from groupcam_core.visualization import overlay, save_comparison_grid, save_grid, save_overlay
 
 
 def test_overlay_blends_heat_over_the_image() -> None:
@@ -54,3 +54,14 @@ def test_samples_and_class_names() -> None:
     assert names[967] == "espresso"
     with pytest.raises(ValueError, match="no photo named"):
         load_sample_photos(("nonexistent_photo",))
+
+
+def test_comparison_grid_has_a_row_per_image_and_a_column_per_method(tmp_path) -> None:
+    images = [np.full((16, 16, 3), 100, dtype=np.uint8)] * 3
+    maps = {m: [np.eye(16, dtype=np.float32)] * 3 for m in ("a", "b")}
+    path = save_comparison_grid(tmp_path / "cmp.png", images, maps, ["x", "y", "z"])
+    assert Image.open(path).size == (660, 690)  # 3 columns x 2.2 in, 3 rows x 2.3 in
+    with pytest.raises(ValueError, match="one map per image"):
+        save_comparison_grid(tmp_path / "bad.png", images, {"a": maps["a"][:2]})
+    with pytest.raises(ValueError, match="2 row titles for 3 images"):
+        save_comparison_grid(tmp_path / "bad.png", images, maps, ["x", "y"])
