@@ -1,9 +1,12 @@
 """groupcam_core: the framework-neutral heart of groupcam.
 
 Grouping, denoising, resampling, blurring, masked batches, merging and results
-for Group-CAM (Zhang, Rao and Yang, 2021). Framework adapters live in
-``groupcam_torch`` (and, later, ``groupcam_keras`` and ``groupcam_jax``); this
-package imports none of those frameworks.
+for Group-CAM (Zhang, Rao and Yang, 2021); the comparison methods Grad-CAM,
+Score-CAM and RISE (:mod:`groupcam_core.methods`); faithfulness and
+localisation metrics (:mod:`groupcam_core.metrics`); synthetic scenes with
+ground truth (:mod:`groupcam_core.synthetic`). Framework adapters live in
+``groupcam_torch``, ``groupcam_keras`` and ``groupcam_jax``; this package
+imports none of those frameworks.
 """
 
 from ._version import __version__
@@ -19,13 +22,42 @@ from .errors import (
     TargetError,
     TargetLayerError,
 )
+from .methods import (
+    METHODS,
+    MethodResult,
+    explain_with,
+    grad_cam,
+    rise,
+    rise_masks,
+    run_method,
+    score_cam,
+)
+from .metrics import (
+    CausalCurves,
+    ConfidenceChange,
+    EnergyPointingGame,
+    PointingGame,
+    RandomizationCorrelations,
+    average_drop_and_increase,
+    curve_auc,
+    deletion,
+    energy_pointing_game,
+    insertion,
+    pointing_game,
+    rank_correlations,
+    sanity_check,
+)
 from .protocol import Backend, GradientPass, Layout
 from .result import Explanation
 
 __all__ = [
+    "METHODS",
     "VARIANTS",
     "Backend",
     "BackendError",
+    "CausalCurves",
+    "ConfidenceChange",
+    "EnergyPointingGame",
     "ConfigError",
     "Explanation",
     "GradientPass",
@@ -34,10 +66,27 @@ __all__ = [
     "InputError",
     "LayerNotFoundError",
     "Layout",
+    "MethodResult",
     "ModelOutputError",
+    "PointingGame",
+    "RandomizationCorrelations",
     "TargetError",
     "TargetLayerError",
     "__version__",
+    "average_drop_and_increase",
+    "curve_auc",
+    "deletion",
+    "energy_pointing_game",
     "explain",
+    "explain_with",
+    "grad_cam",
+    "insertion",
     "make_config",
+    "pointing_game",
+    "rank_correlations",
+    "rise",
+    "rise_masks",
+    "run_method",
+    "sanity_check",
+    "score_cam",
 ]

@@ -8,6 +8,7 @@ from groupcam_core import Explanation, GroupCAMConfig
 
 from ._backend import DEFAULT_BATCH_SIZES, TorchBackend, select_output
 from .cam import GroupCAM, evaluation_mode
+from .randomization import cascading_randomization, randomizable_layers
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
@@ -15,6 +16,8 @@ __all__ = [
     "GroupCAM",
     "GroupCAMConfig",
     "TorchBackend",
+    "cascading_randomization",
     "evaluation_mode",
+    "randomizable_layers",
     "select_output",
 ]
