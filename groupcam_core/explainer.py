@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -11,17 +12,26 @@ import numpy as np
 
 from .config import GroupCAMConfig, make_config
 from .engine import explain as explain_with_backend
-from .errors import ConfigError, InputError, LayerNotFoundError, TargetLayerError
+from .errors import BackendError, ConfigError, InputError, LayerNotFoundError, TargetLayerError
 from .protocol import Backend
 from .result import Explanation
 from .targets import TargetSpec
 
 __all__ = [
     "ExplainerBase",
+    "as_backend",
     "floating_batch",
     "pick_last_feature_layer",
+    "positive_int",
     "unknown_layer_error",
 ]
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is a positive integer, else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def floating_batch(
@@ -172,3 +182,28 @@ class ExplainerBase:
     def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
         """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
         return self.explain(x, targets).saliency
+
+
+@contextmanager
+def as_backend(model: ExplainerBase | Backend, x: Any) -> Iterator[Backend]:
+    """Yield ``model`` as a core backend for the duration of the block.
+
+    Parameters
+    ----------
+    model
+        A :class:`~groupcam_core.protocol.Backend`, or a groupcam explainer
+        (:class:`~groupcam_core.explainer.ExplainerBase`): its model is then
+        prepared as for an explanation and restored when the block ends.
+    x
+        The batch that will be run (an explainer may need it to find its layer).
+    """
+    if isinstance(model, ExplainerBase):
+        with model.using_backend(x) as backend:
+            yield backend
+    elif isinstance(model, Backend):
+        yield model
+    else:
+        raise BackendError(
+            "model must be a groupcam explainer (such as groupcam_torch.GroupCAM) or an object "
+            f"implementing groupcam_core.Backend, got {type(model).__name__}"
+        )

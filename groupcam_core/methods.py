@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -44,8 +43,8 @@ from .engine import (
     validate_input,
 )
 from .engine import explain as explain_group_cam
-from .errors import BackendError, ConfigError
-from .explainer import ExplainerBase
+from .errors import ConfigError
+from .explainer import ExplainerBase, as_backend, positive_int
 from .protocol import Backend
 from .targets import TargetSpec, check_outputs, make_target_resolver
 
@@ -120,32 +119,12 @@ class _Batch:
     layer: str | None
 
 
-@contextmanager
-def _backend_of(model: Any, x: Any) -> Iterator[Backend]:
-    if isinstance(model, ExplainerBase):
-        with model.using_backend(x) as backend:
-            yield backend
-    elif isinstance(model, Backend):
-        yield model
-    else:
-        raise BackendError(
-            f"model must be a groupcam explainer (such as groupcam_torch.GroupCAM) or an "
-            f"object implementing groupcam_core.Backend, got {type(model).__name__}"
-        )
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _chunk_size(model: Any, backend: Backend, batch_size: int | None) -> int:
     if batch_size is None and isinstance(model, ExplainerBase):
         batch_size = model.batch_size
     if batch_size is None:
         batch_size = backend.default_batch_size
-    return _positive_int(batch_size, "batch_size")
+    return positive_int(batch_size, "batch_size")
 
 
 def _prepare(backend: Backend, x: Any) -> _Batch:
@@ -235,7 +214,7 @@ def _relu(values: Any, xp: Any) -> Any:
 
 
 def _run_grad_cam(model: Any, x: Any, targets: TargetSpec) -> MethodResult:
-    with _backend_of(model, x) as backend:
+    with as_backend(model, x) as backend:
         batch = _prepare(backend, x)
         xp = batch.xp
         activations, gradients, chosen = _gradient_features(batch, targets)
@@ -278,7 +257,7 @@ def grad_cam(model: Any, x: Any, targets: TargetSpec = None) -> np.ndarray:
 
 
 def _run_score_cam(model: Any, x: Any, targets: TargetSpec, batch_size: int | None) -> MethodResult:
-    with _backend_of(model, x) as backend:
+    with as_backend(model, x) as backend:
         size = _chunk_size(model, backend, batch_size)
         batch = _prepare(backend, x)
         xp, count = batch.xp, batch.size
@@ -501,8 +480,8 @@ def rise_masks(
         float64 ``(N, height, width)`` masks with values in [0, 1].
     """
     count, cell, keep = _check_rise_options(masks, cell, keep, seed)
-    _positive_int(height, "height")
-    _positive_int(width, "width")
+    positive_int(height, "height")
+    positive_int(width, "width")
     like = np.zeros((), dtype=np.float64)
     xp = array_namespace(like)
     source = _RiseMasks(count, cell, keep, int(height), int(width), seed, xp, like)
@@ -520,7 +499,7 @@ def _run_rise(
     batch_size: int | None,
 ) -> MethodResult:
     count, cell, keep = _check_rise_options(masks, cell, keep, seed)
-    with _backend_of(model, x) as backend:
+    with as_backend(model, x) as backend:
         size = _chunk_size(model, backend, batch_size)
         batch = _prepare(backend, x)
         xp, images = batch.xp, batch.size
@@ -638,7 +617,7 @@ def _run_group_cam(
         config = model.config if isinstance(model, ExplainerBase) else GroupCAMConfig()
     else:
         config = make_config(config)
-    with _backend_of(model, x) as backend:
+    with as_backend(model, x) as backend:
         size = _chunk_size(model, backend, batch_size)
         explanation = explain_group_cam(
             backend,

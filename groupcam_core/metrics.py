@@ -24,7 +24,6 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +33,7 @@ from array_api_compat import array_namespace
 from . import ops
 from .engine import padded_rows, validate_input
 from .errors import BackendError, ConfigError, InputError
-from .explainer import ExplainerBase
+from .explainer import ExplainerBase, as_backend, positive_int
 from .protocol import Backend
 from .targets import TargetSpec, check_outputs, make_target_resolver
 
@@ -212,41 +211,10 @@ class RandomizationCorrelations:
 # -- models, inputs and chunked forward passes ---------------------------------
 
 
-@contextmanager
-def as_backend(model: ModelLike, x: Any) -> Iterator[Backend]:
-    """Yield ``model`` as a core backend for the duration of the block.
-
-    Parameters
-    ----------
-    model
-        A :class:`~groupcam_core.protocol.Backend`, or a groupcam explainer
-        (:class:`~groupcam_core.explainer.ExplainerBase`): its model is then
-        prepared as for an explanation and restored when the block ends.
-    x
-        The batch that will be run (an explainer may need it to find its layer).
-    """
-    if isinstance(model, ExplainerBase):
-        with model.using_backend(x) as backend:
-            yield backend
-    elif isinstance(model, Backend):
-        yield model
-    else:
-        raise BackendError(
-            "model must be a groupcam explainer (such as groupcam_torch.GroupCAM) or an object "
-            f"implementing groupcam_core.Backend, got {type(model).__name__}"
-        )
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _chunk_size(backend: Backend, batch_size: int | None) -> int:
     if batch_size is None:
         batch_size = backend.default_batch_size
-    return _check_positive_int(batch_size, "batch_size")
+    return positive_int(batch_size, "batch_size")
 
 
 def _host_batch(backend: Backend, x: Any) -> np.ndarray:
@@ -415,7 +383,7 @@ def _causal(
         maps = _check_maps(saliency, (batch, height, width))
         pixels = height * width
         step = max(1, pixels // DEFAULT_STEPS) if step is None else step
-        step = _check_positive_int(step, "step")
+        step = positive_int(step, "step")
         steps = -(-pixels // step)
 
         # rank[b, p]: position of pixel p in image b's order of decreasing saliency
@@ -548,7 +516,7 @@ def insertion(
         ``curves`` of ``n + 1`` points (the blurred image first, the original
         image last), their ``auc``, ``targets`` and ``step``.
     """
-    blur_kernel_size = _check_positive_int(blur_kernel_size, "blur_kernel_size")
+    blur_kernel_size = positive_int(blur_kernel_size, "blur_kernel_size")
     if blur_kernel_size % 2 == 0:
         raise ConfigError(f"blur_kernel_size must be odd, got {blur_kernel_size}")
     if (
