@@ -1,4 +1,4 @@
-"""Sessions: lint, core (no framework), torch, keras-{tensorflow,jax,torch}, jax, bench, docs.
+"""Sessions: lint, core, torch, keras-{tensorflow,jax,torch}, jax; bench, evaluate, docs.
 
 Run ``nox`` for the default sessions: the whole test suite.
 """
@@ -92,6 +92,22 @@ def bench(session: nox.Session) -> None:
         "python", "benchmarks/bench_keras.py", *session.posargs, env={"KERAS_BACKEND": "tensorflow"}
     )
     session.run("python", "benchmarks/bench_jax.py", *session.posargs)
+
+
+@nox.session
+def evaluate(session: nox.Session) -> None:
+    """Group-CAM against Grad-CAM, Score-CAM and RISE; writes docs/evaluation.md and figures."""
+    session.install(TORCH)
+    session.install(".[torch,test]", "scikit-learn>=1.3")
+    session.run("python", "evaluation/evaluate.py", *session.posargs)
+
+
+@nox.session(name="train-synthetic")
+def train_synthetic(session: nox.Session) -> None:
+    """Retrain the synthetic-benchmark CNN (evaluation/synthetic_cnn.pt), seeded."""
+    session.install(TORCH)
+    session.install(".[torch]")
+    session.run("python", "evaluation/train_synthetic.py", *session.posargs)
 
 
 @nox.session
