@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "JaxBackend", "LayerCalls", "record_layer_calls
 
 #: Rows per masked forward pass when the user gives no ``batch_size``: on a CPU
 #: (see docs/benchmarks.md) and on accelerators.
-DEFAULT_BATCH_SIZE = {"cpu": 16, "accelerator": 64}
+DEFAULT_BATCH_SIZE = {"cpu": 8, "accelerator": 64}
 
 
 @dataclass

@@ -40,7 +40,7 @@ class GroupCAM(ExplainerBase):
         ``activations -> scores``: the rest of the network.
     groups, variant, batch_size
         As for :class:`groupcam_torch.GroupCAM` (32 groups, the ``"paper"``
-        preset; chunks of 16 on a CPU and 64 on an accelerator by default).
+        preset; chunks of 8 on a CPU and 64 on an accelerator by default).
     layout
         ``"channels_last"`` (Flax's convention, the default) or
         ``"channels_first"``: the layout of the input and of the feature map.
