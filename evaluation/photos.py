@@ -38,7 +38,7 @@ LEFT_OUT: dict[str, str] = {
     "skimage brick, grass, gravel": "texture close-ups",
     "skimage cell, ihc, microaneurysms": "micrographs and a retinal close-up crop",
     "skimage chessboard, color, logo, phantom, horse, page, text": "drawings and test patterns",
-    "skimage motorcycle_right": "the other half of a stereo pair (motorcycle_left is used)",
+    "skimage motorcycle_right": "the other half of a stereo pair with motorcycle_left",
     "skimage multipage*.tif": "tiny test files",
     "matplotlib logo2": "a logo",
 }
