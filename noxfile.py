@@ -79,7 +79,7 @@ def jax(session: nox.Session) -> None:
     """JAX adapter tests (Flax linen, Flax NNX, plain functions), with torch parity."""
     session.install(TORCH)
     session.install(".[torch,jax,test]", "jax[cpu]")
-    session.run("pytest", "tests/jax", *session.posargs)
+    session.run("pytest", "tests/jax_adapter", *session.posargs)
 
 
 @nox.session
