@@ -7,6 +7,7 @@ arrays, so on an accelerator the masks, blurs and merges stay on the device.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "GroupMasks",
     "build_group_masks",
     "explain",
+    "forward_in_chunks",
     "merge_masks",
     "padded_rows",
     "validate_input",
@@ -187,6 +189,35 @@ def padded_rows(rows: int, batch_size: int) -> int:
     return min(batch_size, 1 << (rows - 1).bit_length())
 
 
+def forward_in_chunks(
+    backend: Backend,
+    count: int,
+    batch_size: int,
+    make_chunk: Callable[[int, int], Any],
+    where: str,
+) -> Iterator[tuple[int, int, Any]]:
+    """Run ``count`` rows through ``backend.forward``, ``batch_size`` at a time.
+
+    ``make_chunk(start, stop)`` builds the model-ready rows ``start:stop``. For
+    backends with a fixed batch shape a short last chunk is padded with copies
+    of its first row to :func:`padded_rows`. Yields ``(start, stop, outputs)``
+    with the outputs of the real rows only; ``where`` names the inputs in the
+    error raised for outputs that are not ``(rows, classes)``.
+    """
+    for start in range(0, count, batch_size):
+        stop = min(start + batch_size, count)
+        chunk = make_chunk(start, stop)
+        rows = stop - start
+        sent = padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
+        if sent > rows:
+            xp = array_namespace(chunk)
+            filler = xp.broadcast_to(chunk[:1, ...], (sent - rows, *chunk.shape[1:]))
+            chunk = xp.concat([chunk, filler], axis=0)
+        outputs = backend.forward(chunk)
+        check_outputs(outputs, sent, where=where)
+        yield start, stop, outputs[:rows, ...]
+
+
 def _score_inputs(
     backend: Backend,
     blurred: Any,
@@ -204,33 +235,26 @@ def _score_inputs(
     with compiled forwards, chunk shapes come from a small fixed set.
     """
     mask_axis = 1 if backend.input_layout == "channels_first" else 3
-    count = owner.shape[0]
-    probabilities = []
-    for start in range(0, count, batch_size):
-        stop = min(start + batch_size, count)
+
+    def masked_inputs(start: int, stop: int) -> Any:
         index = owner[start:stop]
         chunk_masks = xp.expand_dims(
             xp.astype(masks[start:stop, ...], blurred.dtype), axis=mask_axis
         )
-        chunk = xp.take(blurred, index, axis=0) + chunk_masks * xp.take(difference, index, axis=0)
-        rows = stop - start
-        rows_sent = padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
-        if rows_sent > rows:
-            padding = xp.take(
-                chunk, xp.zeros(rows_sent - rows, dtype=index.dtype, device=device(index)), axis=0
-            )
-            chunk = xp.concat([chunk, padding], axis=0)
-        outputs = backend.forward(chunk)
-        check_outputs(outputs, chunk.shape[0], where="the model (on masked inputs)")
-        probabilities.append(
-            _target_probabilities(
-                outputs[:rows, ...],
-                xp.take(targets, index, axis=0),
-                backend.outputs_probabilities,
-                dtype,
-                xp,
-            )
+        return xp.take(blurred, index, axis=0) + chunk_masks * xp.take(difference, index, axis=0)
+
+    probabilities = [
+        _target_probabilities(
+            outputs,
+            xp.take(targets, owner[start:stop], axis=0),
+            backend.outputs_probabilities,
+            dtype,
+            xp,
         )
+        for start, stop, outputs in forward_in_chunks(
+            backend, owner.shape[0], batch_size, masked_inputs, "the model (on masked inputs)"
+        )
+    ]
     return xp.concat(probabilities, axis=0)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -39,14 +39,14 @@ from .engine import (
     _check_features,
     _compute_dtype,
     _target_probabilities,
-    padded_rows,
+    forward_in_chunks,
     validate_input,
 )
 from .engine import explain as explain_group_cam
 from .errors import ConfigError
 from .explainer import ExplainerBase, as_backend, positive_int
 from .protocol import Backend
-from .targets import TargetSpec, check_outputs, make_target_resolver
+from .targets import TargetSpec, make_target_resolver
 
 __all__ = [
     "METHODS",
@@ -162,29 +162,6 @@ def _gradient_features(batch: _Batch, targets: TargetSpec) -> tuple[Any, Any, An
     return activations, gradients, result.targets
 
 
-def _forward_chunks(
-    batch: _Batch, count: int, batch_size: int, make_chunk: Callable[[int, int], Any], what: str
-) -> Iterator[tuple[int, int, Any]]:
-    """Run ``count`` rows through ``backend.forward`` in chunks of ``batch_size``.
-
-    ``make_chunk(start, stop)`` builds the rows ``start:stop``; chunks are padded
-    (by repeating their first row) for backends with a fixed batch shape. Yields
-    ``(start, stop, outputs)`` with the outputs of the real rows only.
-    """
-    backend, xp = batch.backend, batch.xp
-    for start in range(0, count, batch_size):
-        stop = min(start + batch_size, count)
-        chunk = make_chunk(start, stop)
-        rows = stop - start
-        sent = padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
-        if sent > rows:
-            filler = xp.broadcast_to(chunk[:1, ...], (sent - rows, *chunk.shape[1:]))
-            chunk = xp.concat([chunk, filler], axis=0)
-        outputs = backend.forward(chunk)
-        check_outputs(outputs, sent, where=f"the model (on {what})")
-        yield start, stop, outputs[:rows, ...]
-
-
 def _probabilities(batch: _Batch, outputs: Any, targets: Any) -> Any:
     return _target_probabilities(
         outputs, targets, batch.backend.outputs_probabilities, batch.dtype, batch.xp
@@ -291,8 +268,12 @@ def _run_score_cam(model: Any, x: Any, targets: TargetSpec, batch_size: int | No
                 0.0,
                 _probabilities(batch, outputs, kept_targets[start:stop]),
             )
-            for start, stop, outputs in _forward_chunks(
-                batch, kept_count, size, masked_inputs, "Score-CAM's masked inputs"
+            for start, stop, outputs in forward_in_chunks(
+                batch.backend,
+                kept_count,
+                size,
+                masked_inputs,
+                "the model (on Score-CAM's masked inputs)",
             )
         ]
         scores_all = (
@@ -508,8 +489,12 @@ def _run_rise(
         # The clean pass: targets (and a check of the model's outputs).
         clean = [
             outputs
-            for _, _, outputs in _forward_chunks(
-                batch, images, size, lambda start, stop: batch.x[start:stop, ...], "the input"
+            for _, _, outputs in forward_in_chunks(
+                batch.backend,
+                images,
+                size,
+                lambda start, stop: batch.x[start:stop, ...],
+                "the model (on the input)",
             )
         ]
         chosen = make_target_resolver(targets, images)(xp.concat(clean, axis=0))
@@ -530,8 +515,12 @@ def _run_rise(
             )
             return xp.take(batch.x, rows // count, axis=0) * mask
 
-        for start, stop, outputs in _forward_chunks(
-            batch, images * count, size, masked_inputs, "RISE's masked inputs"
+        for start, stop, outputs in forward_in_chunks(
+            batch.backend,
+            images * count,
+            size,
+            masked_inputs,
+            "the model (on RISE's masked inputs)",
         ):
             owner = xp.arange(start, stop, device=where) // count
             probability = _probabilities(batch, outputs, xp.take(chosen, owner, axis=0))

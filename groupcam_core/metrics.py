@@ -31,11 +31,11 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from . import ops
-from .engine import padded_rows, validate_input
+from .engine import forward_in_chunks, validate_input
 from .errors import BackendError, ConfigError, InputError
 from .explainer import ExplainerBase, as_backend, positive_int
 from .protocol import Backend
-from .targets import TargetSpec, check_outputs, make_target_resolver
+from .targets import TargetSpec, make_target_resolver
 
 __all__ = [
     "CausalCurves",
@@ -272,29 +272,23 @@ def _to_layout(chunk: np.ndarray, backend: Backend) -> np.ndarray:
     return chunk
 
 
-def _forward_chunks(
-    backend: Backend,
-    count: int,
-    batch_size: int,
-    build: Callable[[int, int], np.ndarray],
+def _host_outputs(
+    backend: Backend, count: int, batch_size: int, build: Callable[[int, int], np.ndarray]
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Run ``count`` rows through the model, ``batch_size`` at a time.
+    """:func:`~groupcam_core.engine.forward_in_chunks` on channels-first host rows.
 
-    ``build(start, stop)`` returns the channels-first host rows ``start:stop``.
-    Yields ``(start, stop, outputs)`` with float64 host outputs ``(stop - start,
-    classes)``. Backends with a fixed batch shape get their last chunk padded
-    (with copies of its first row) to :func:`~groupcam_core.engine.padded_rows`.
+    ``build(start, stop)`` returns the rows ``start:stop``; yields ``(start,
+    stop, outputs)`` with float64 host outputs.
     """
-    for start in range(0, count, batch_size):
-        stop = min(start + batch_size, count)
-        chunk = build(start, stop)
-        rows = stop - start
-        sent = padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
-        if sent > rows:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], sent - rows, axis=0)])
-        outputs = backend.forward(backend.prepare_input(_to_layout(chunk, backend)))
-        check_outputs(outputs, sent, where="the model (on metric inputs)")
-        yield start, stop, np.asarray(backend.to_numpy(outputs), dtype=np.float64)[:rows]
+    chunks = forward_in_chunks(
+        backend,
+        count,
+        batch_size,
+        lambda start, stop: backend.prepare_input(_to_layout(build(start, stop), backend)),
+        "the model (on metric inputs)",
+    )
+    for start, stop, outputs in chunks:
+        yield start, stop, np.asarray(backend.to_numpy(outputs), dtype=np.float64)
 
 
 def _target_probabilities(outputs: np.ndarray, targets: np.ndarray, probabilities: bool) -> Any:
@@ -314,7 +308,7 @@ def _clean_pass(
     outputs = np.concatenate(
         [
             out
-            for _, _, out in _forward_chunks(
+            for _, _, out in _host_outputs(
                 backend, images.shape[0], batch_size, lambda a, b: images[a:b]
             )
         ]
@@ -332,7 +326,7 @@ def _scores(
 ) -> np.ndarray:
     """Probability of ``row_targets[r]`` on each built row ``r``."""
     scores = np.empty(count, dtype=np.float64)
-    for start, stop, outputs in _forward_chunks(backend, count, batch_size, build):
+    for start, stop, outputs in _host_outputs(backend, count, batch_size, build):
         scores[start:stop] = _target_probabilities(
             outputs, row_targets[start:stop], backend.outputs_probabilities
         )
