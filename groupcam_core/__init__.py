@@ -3,7 +3,7 @@
 Grouping, denoising, resampling, blurring, masked batches, merging and results
 for Group-CAM (Zhang, Rao and Yang, 2021); the comparison methods Grad-CAM,
 Score-CAM and RISE (:mod:`groupcam_core.methods`); faithfulness and
-localisation metrics (:mod:`groupcam_core.metrics`); synthetic scenes with
+localization metrics (:mod:`groupcam_core.metrics`); synthetic scenes with
 ground truth (:mod:`groupcam_core.synthetic`). Framework adapters live in
 ``groupcam_torch``, ``groupcam_keras`` and ``groupcam_jax``; this package
 imports none of those frameworks.
@@ -11,11 +11,12 @@ imports none of those frameworks.
 
 from ._version import __version__
 from .config import VARIANTS, GroupCAMConfig, make_config
-from .engine import explain
+from .engine import explain_group_cam
 from .errors import (
     BackendError,
     ConfigError,
     GroupCAMError,
+    GroupCAMWarning,
     InputError,
     LayerNotFoundError,
     ModelOutputError,
@@ -63,6 +64,7 @@ __all__ = [
     "GradientPass",
     "GroupCAMConfig",
     "GroupCAMError",
+    "GroupCAMWarning",
     "InputError",
     "LayerNotFoundError",
     "Layout",
@@ -77,7 +79,7 @@ __all__ = [
     "curve_auc",
     "deletion",
     "energy_pointing_game",
-    "explain",
+    "explain_group_cam",
     "explain_with",
     "grad_cam",
     "insertion",

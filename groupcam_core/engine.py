@@ -1,103 +1,62 @@
 """The Group-CAM algorithm, vectorised over all images and groups of a batch.
 
-Section 2 of the design notes lists the twelve steps; the comments below refer
-to them by number. Everything runs in the array namespace of the adapter's
-arrays, so on an accelerator the masks, blurs and merges stay on the device.
+docs/algorithm.md lists the twelve steps; the comments below refer to them by
+number. Everything runs in the array namespace of the adapter's arrays, so on an
+accelerator the masks, blurs and merges stay on the device. Full-resolution
+masks exist only for one chunk of ``batch_size`` rows at a time: memory does not
+grow with the number of images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
 from . import ops
 from .config import GroupCAMConfig
-from .errors import ConfigError, InputError, TargetLayerError
-from .protocol import Backend, Layout
+from .plumbing import (
+    check_groups,
+    feature_maps,
+    forward_in_chunks,
+    prepare_batch,
+    resolve_batch_size,
+    target_probabilities,
+)
+from .protocol import Backend
 from .result import Explanation
-from .targets import TargetSpec, check_outputs, make_target_resolver
+from .targets import TargetSpec
 
-__all__ = [
-    "GroupMasks",
-    "build_group_masks",
-    "explain",
-    "forward_in_chunks",
-    "merge_masks",
-    "padded_rows",
-    "validate_input",
-]
-
-
-def _channels_first(array: Any, layout: Layout, xp: Any) -> Any:
-    """Channels-last 4-D arrays to channels-first; anything else unchanged (checked later)."""
-    if layout == "channels_last" and array.ndim == 4:
-        return xp.permute_dims(array, (0, 3, 1, 2))
-    return array
-
-
-def _compute_dtype(array: Any, xp: Any) -> Any:
-    return xp.float64 if array.dtype == xp.float64 else xp.float32
-
-
-def validate_input(x: Any, layout: Layout, xp: Any) -> None:
-    """Raise :class:`InputError` unless ``x`` is a non-empty, finite 4-D float batch."""
-    if x.ndim != 4:
-        expected = "(B, C, H, W)" if layout == "channels_first" else "(B, H, W, C)"
-        hint = " (add a batch axis for a single image)" if x.ndim == 3 else ""
-        raise InputError(f"expected a 4-D batch {expected}, got shape {tuple(x.shape)}{hint}")
-    if x.shape[0] == 0:
-        raise InputError("the input batch is empty")
-    if 0 in tuple(x.shape):
-        raise InputError(f"the input batch has an empty axis: shape {tuple(x.shape)}")
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise InputError(f"expected a floating-point batch, got dtype {x.dtype}")
-    if not bool(xp.all(xp.isfinite(x))):
-        raise InputError("the input batch contains NaN or inf")
+__all__ = ["GroupMaps", "explain_group_cam", "group_maps", "merge_masks", "normalized_masks"]
 
 
 @dataclass(frozen=True)
-class GroupMasks:
-    """Steps 2 to 8 for a batch: one mask per image and group, flattened to B*G rows.
+class GroupMaps:
+    """Steps 2 to 5 and 7 for a batch: one feature-resolution map per image and group.
 
     Attributes
     ----------
-    upsampled
-        ``(B*G, H, W)`` group maps after ReLU, denoising and upsampling (step 6).
-    masks
-        ``(B*G, H, W)`` min-max normalised masks (step 8); zeros for constant maps.
+    maps
+        ``(B*G, u, v)`` group maps after ReLU and denoising, image-major; zeros
+        where ``constant``.
     constant
-        ``(B*G,)`` bool: the map was constant at feature resolution (step 7).
+        ``(B*G,)`` bool: the map was constant (or not finite) at feature
+        resolution (step 7).
     """
 
-    upsampled: Any
-    masks: Any
+    maps: Any
     constant: Any
 
 
-def build_group_masks(
-    activations: Any,
-    gradients: Any,
-    config: GroupCAMConfig,
-    height: int,
-    width: int,
-    xp: Any,
-) -> GroupMasks:
-    """Turn channels-first activations and gradients into per-group soft masks.
+def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any) -> GroupMaps:
+    """Steps 2-5 and the test of step 7 on channels-first ``(B, K, u, v)`` arrays.
 
-    Parameters
-    ----------
-    activations, gradients
-        ``(B, K, u, v)`` arrays of the target layer.
-    config
-        The Group-CAM constants.
-    height, width
-        Size of the model's input images.
-    xp
-        Their array namespace.
+    The constancy test runs here, before upsampling: a constant ``u x v`` map
+    upsamples to a constant map mathematically, but float rounding of the
+    interpolation weights could make it look non-constant, and normalisation
+    would then amplify noise.
     """
     batch, channels, rows, cols = activations.shape
     groups = config.groups
@@ -105,47 +64,36 @@ def build_group_masks(
     alpha = xp.mean(xp.reshape(gradients, (batch, channels, rows * cols)), axis=-1)
     weighted = xp.reshape(activations, (batch, channels, rows * cols)) * alpha[:, :, None]
     summing = ops.to_namespace(ops.group_matrix(groups, channels), xp, weighted)
-    group_maps = xp.matmul(summing, weighted)  # (B, G, u*v)
+    maps = xp.matmul(summing, weighted)  # (B, G, u*v)
     # Step 4.
-    group_maps = xp.maximum(group_maps, xp.zeros_like(group_maps))
+    maps = xp.maximum(maps, xp.zeros_like(maps))
     # Step 5: keep values strictly above the percentile (at feature resolution).
     if config.percentile is not None:
-        threshold = ops.percentile_last_axis(group_maps, config.percentile, xp)
-        group_maps = xp.where(group_maps > threshold, group_maps, 0.0)
-    # Step 7 is decided here, before upsampling: a constant u x v map upsamples to a
-    # constant map mathematically, but float rounding of the interpolation weights
-    # could make it look non-constant and normalisation would then amplify noise.
-    constant = xp.reshape(
-        xp.max(group_maps, axis=-1) <= xp.min(group_maps, axis=-1), (batch * groups,)
-    )
-    # Step 6.
-    maps = xp.reshape(group_maps, (batch * groups, rows, cols))
+        threshold = ops.percentile_last_axis(maps, config.percentile, xp)
+        maps = xp.where(maps > threshold, maps, 0.0)
+    high, low = xp.max(maps, axis=-1), xp.min(maps, axis=-1)
+    constant = xp.reshape((high <= low) | ~xp.isfinite(high - low), (batch * groups,))
+    maps = xp.reshape(maps, (batch * groups, rows, cols))
+    maps = xp.where(constant[:, None, None], 0.0, maps)
+    return GroupMaps(maps=maps, constant=constant)
+
+
+def normalized_masks(maps: Any, height: int, width: int, xp: Any) -> tuple[Any, Any]:
+    """Steps 6 and 8 for some group maps: upsample, then min-max normalise.
+
+    Returns
+    -------
+    upsampled, masks
+        ``(n, H, W)`` each; a map that is constant after upsampling gets an
+        all-zero mask.
+    """
     upsampled = ops.resize_bilinear(maps, height, width, xp)
-    # Step 8.
-    masks, flat = ops.min_max_normalise(upsampled, xp)
-    constant = constant | flat
-    masks = xp.where(constant[:, None, None], 0.0, masks)
-    upsampled = xp.where(constant[:, None, None], 0.0, upsampled)
-    return GroupMasks(upsampled=upsampled, masks=masks, constant=constant)
+    masks, _ = ops.min_max_normalize(upsampled, xp)
+    return upsampled, masks
 
 
-def merge_masks(
-    maps: Any, scores: Any, owner: Any, batch: int, final_relu: bool, xp: Any
-) -> tuple[Any, Any]:
-    """Step 12: weight maps by scores, sum per image, ReLU, min-max normalise.
-
-    Parameters
-    ----------
-    maps
-        ``(N, H, W)`` maps that received a score.
-    scores
-        ``(N,)`` their scores.
-    owner
-        ``(N,)`` int index of the image each map belongs to.
-    batch
-        Number of images.
-    final_relu
-        Apply a ReLU before normalising.
+def merge_masks(merged: Any, final_relu: bool, xp: Any) -> tuple[Any, Any]:
+    """Step 12's ending: ReLU (if asked) and min-max normalise ``(B, H, W)`` sums.
 
     Returns
     -------
@@ -153,118 +101,17 @@ def merge_masks(
         ``(B, H, W)`` maps in [0, 1] and a ``(B,)`` bool array marking constant
         results (returned as zeros).
     """
-    count, height, width = maps.shape
-    images = xp.arange(batch, device=device(maps))
-    weights = xp.where(owner[None, :] == images[:, None], scores[None, :], 0.0)
-    merged = xp.matmul(weights, xp.reshape(maps, (count, height * width)))
     if final_relu:
         merged = xp.maximum(merged, xp.zeros_like(merged))
-    saliency, degenerate = ops.min_max_normalise(xp.reshape(merged, (batch, height, width)), xp)
-    return saliency, degenerate
+    return ops.min_max_normalize(merged, xp)
 
 
-def _target_probabilities(
-    outputs: Any, targets: Any, already_probabilities: bool, dtype: Any, xp: Any
-) -> Any:
-    outputs = xp.astype(outputs, dtype)
-    classes = xp.arange(outputs.shape[1], device=device(outputs))
-    picked = xp.sum(xp.where(classes[None, :] == targets[:, None], outputs, 0.0), axis=1)
-    if already_probabilities:
-        return picked
-    top = xp.max(outputs, axis=1)
-    log_total = top + xp.log(xp.sum(xp.exp(outputs - top[:, None]), axis=1))
-    return xp.exp(picked - log_total)
-
-
-def padded_rows(rows: int, batch_size: int) -> int:
-    """Rows a chunk is padded to for backends that compile one function per shape.
-
-    Full chunks have ``batch_size`` rows; a shorter last chunk is padded to the
-    next power of two (at most ``batch_size``). A compiled forward thus sees at
-    most ``log2(batch_size) + 2`` shapes over its lifetime, each traced once,
-    and a short tail wastes less than half its rows.
-    """
-    if rows >= batch_size:
-        return rows
-    return min(batch_size, 1 << (rows - 1).bit_length())
-
-
-def forward_in_chunks(
-    backend: Backend,
-    count: int,
-    batch_size: int,
-    make_chunk: Callable[[int, int], Any],
-    where: str,
-) -> Iterator[tuple[int, int, Any]]:
-    """Run ``count`` rows through ``backend.forward``, ``batch_size`` at a time.
-
-    ``make_chunk(start, stop)`` builds the model-ready rows ``start:stop``. For
-    backends with a fixed batch shape a short last chunk is padded with copies
-    of its first row to :func:`padded_rows`. Yields ``(start, stop, outputs)``
-    with the outputs of the real rows only; ``where`` names the inputs in the
-    error raised for outputs that are not ``(rows, classes)``.
-    """
-    for start in range(0, count, batch_size):
-        stop = min(start + batch_size, count)
-        chunk = make_chunk(start, stop)
-        rows = stop - start
-        sent = padded_rows(rows, batch_size) if backend.fixed_batch_shape else rows
-        if sent > rows:
-            xp = array_namespace(chunk)
-            filler = xp.broadcast_to(chunk[:1, ...], (sent - rows, *chunk.shape[1:]))
-            chunk = xp.concat([chunk, filler], axis=0)
-        outputs = backend.forward(chunk)
-        check_outputs(outputs, sent, where=where)
-        yield start, stop, outputs[:rows, ...]
-
-
-def _score_inputs(
-    backend: Backend,
-    blurred: Any,
-    difference: Any,
-    owner: Any,
-    masks: Any,
-    targets: Any,
-    batch_size: int,
-    dtype: Any,
-    xp: Any,
-) -> Any:
-    """Steps 10 and 11: probability of the target on ``blur + mask * (x - blur)``.
-
-    The masked inputs are built chunk by chunk, never all at once; for backends
-    with compiled forwards, chunk shapes come from a small fixed set.
-    """
-    mask_axis = 1 if backend.input_layout == "channels_first" else 3
-
-    def masked_inputs(start: int, stop: int) -> Any:
-        index = owner[start:stop]
-        chunk_masks = xp.expand_dims(
-            xp.astype(masks[start:stop, ...], blurred.dtype), axis=mask_axis
-        )
-        return xp.take(blurred, index, axis=0) + chunk_masks * xp.take(difference, index, axis=0)
-
-    probabilities = [
-        _target_probabilities(
-            outputs,
-            xp.take(targets, owner[start:stop], axis=0),
-            backend.outputs_probabilities,
-            dtype,
-            xp,
-        )
-        for start, stop, outputs in forward_in_chunks(
-            backend, owner.shape[0], batch_size, masked_inputs, "the model (on masked inputs)"
-        )
-    ]
-    return xp.concat(probabilities, axis=0)
-
-
-def explain(
+def explain_group_cam(
     backend: Backend,
     x: Any,
     targets: TargetSpec = None,
     config: GroupCAMConfig | None = None,
     batch_size: int | None = None,
-    layer: str | None = None,
 ) -> Explanation:
     """Explain a batch with Group-CAM through a framework adapter.
 
@@ -280,127 +127,129 @@ def explain(
         Group-CAM constants; defaults to the "paper" preset.
     batch_size
         Rows per forward pass for the masked inputs; defaults to the adapter's.
-    layer
-        Name of the target layer, recorded in the result.
 
     Returns
     -------
     Explanation
     """
     config = config or GroupCAMConfig()
-    if batch_size is None:
-        batch_size = backend.default_batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-
-    x = backend.prepare_input(x)
-    xp = array_namespace(x)
-    validate_input(x, backend.input_layout, xp)
-    batch = x.shape[0]
-    if backend.input_layout == "channels_first":
-        height, width = x.shape[2], x.shape[3]
-    else:
-        height, width = x.shape[1], x.shape[2]
+    batch_size = resolve_batch_size(batch_size, backend)
+    batch = prepare_batch(backend, x)
+    xp, size, height, width = batch.xp, batch.size, batch.height, batch.width
+    where = device(batch.x)
 
     # Step 1.
-    result = backend.gradient_pass(x, make_target_resolver(targets, batch))
-    dtype = _compute_dtype(x, xp)
-    activations = xp.astype(_channels_first(result.activations, backend.feature_layout, xp), dtype)
-    gradients = xp.astype(_channels_first(result.gradients, backend.feature_layout, xp), dtype)
-    _check_features(activations, gradients, batch, config.groups, layer)
+    features = feature_maps(batch, targets, "Group-CAM")
+    check_groups(config.groups, features.activations.shape[1], batch.layer)
+    chosen = features.result.targets
 
-    # Steps 2-8.
-    group_masks = build_group_masks(activations, gradients, config, height, width, xp)
+    # Steps 2-5 and 7.
+    grouped = group_maps(features.activations, features.gradients, config, xp)
     groups = config.groups
     owner_all = xp.reshape(
-        xp.broadcast_to(xp.arange(batch, device=device(x))[:, None], (batch, groups)),
-        (batch * groups,),
+        xp.broadcast_to(xp.arange(size, device=where)[:, None], (size, groups)), (size * groups,)
     )
     if config.skip_constant_masks:
-        (kept,) = xp.nonzero(~group_masks.constant)
+        (kept,) = xp.nonzero(~grouped.constant)
     else:
-        kept = xp.arange(batch * groups, device=device(x))
+        kept = xp.arange(size * groups, device=where)
     kept = xp.astype(kept, owner_all.dtype)
     owner = xp.take(owner_all, kept, axis=0)
-    masks = xp.take(group_masks.masks, kept, axis=0)
 
-    # Steps 9-11: the B blurred baselines (an all-zero mask) go first in one stream
-    # with the masked inputs, chunked together.
-    x_first = _channels_first(x, backend.input_layout, xp)
-    blurred = ops.blur_images(x_first, config.blur_kernel_size, config.blur_sigma, xp)
-    if backend.input_layout == "channels_last":
-        blurred = xp.permute_dims(blurred, (0, 2, 3, 1))
-    difference = x - blurred
-    image_index = xp.arange(batch, device=device(x), dtype=owner.dtype)
-    stream_owner = xp.concat([image_index, owner], axis=0)
-    stream_masks = xp.concat(
-        [xp.zeros((batch, height, width), dtype=masks.dtype, device=device(x)), masks], axis=0
-    )
-    probabilities = _score_inputs(
+    # Step 9. The blur and the masked inputs are computed in the compute dtype and
+    # cast to the model's input dtype only when a chunk is handed to the model.
+    images = batch.channels_first()
+    blurred = ops.blur_images(images, config.blur_kernel_size, config.blur_sigma, xp)
+    difference = images - blurred
+
+    # Steps 10 and 11: the B blurred baselines (an all-zero mask) go first in one
+    # stream with the masked inputs, chunked together. Steps 6 and 8 run chunk by
+    # chunk, and each chunk's share of step 12's weighted sum is added as soon as
+    # its scores are known (the baselines always come before any masked row).
+    stream_owner = xp.concat([xp.arange(size, device=where, dtype=owner.dtype), owner], axis=0)
+    merged = xp.zeros((size, height * width), dtype=batch.dtype, device=where)
+    probabilities: list[Any] = []
+    images_index = xp.arange(size, device=where)
+    chunk_maps: dict[int, Any] = {}
+
+    def masked_inputs(start: int, stop: int) -> Any:
+        index = stream_owner[start:stop]
+        rows = xp.take(blurred, index, axis=0)
+        first_group = max(start - size, 0)
+        last_group = max(stop - size, 0)
+        if last_group > first_group:
+            chosen_maps = xp.take(grouped.maps, kept[first_group:last_group], axis=0)
+            upsampled, masks = normalized_masks(chosen_maps, height, width, xp)
+            chunk_maps[start] = masks if config.merge_source == "masks" else upsampled
+            masks = xp.concat(
+                [
+                    xp.zeros(
+                        (stop - start - (last_group - first_group), height, width),
+                        dtype=masks.dtype,
+                        device=where,
+                    ),
+                    masks,
+                ],
+                axis=0,
+            )
+            rows = rows + masks[:, None, :, :] * xp.take(difference, index, axis=0)
+        return batch.to_input_layout(rows)
+
+    baseline: Any = None
+    for start, stop, outputs in forward_in_chunks(
         backend,
-        blurred,
-        difference,
-        stream_owner,
-        stream_masks,
-        result.targets,
+        size + int(kept.shape[0]),
         batch_size,
-        dtype,
-        xp,
-    )
-    baseline = probabilities[:batch]
-    scores = probabilities[batch:] - xp.take(baseline, owner, axis=0)
+        masked_inputs,
+        "the model (on masked inputs)",
+    ):
+        row_targets = xp.take(chosen, stream_owner[start:stop], axis=0)
+        probability = target_probabilities(
+            outputs, row_targets, backend.outputs_probabilities, batch.dtype, xp
+        )
+        probabilities.append(probability)
+        if stop <= size:
+            continue
+        if baseline is None:
+            baseline = xp.concat(probabilities, axis=0)[:size]
+        # Rows of this chunk that are masked inputs (not baselines).
+        first = max(start, size)
+        score = probability[first - start :] - xp.take(baseline, stream_owner[first:stop], axis=0)
+        if config.score_relu:
+            score = xp.maximum(score, xp.zeros_like(score))
+        maps = chunk_maps.pop(start)
+        weights = xp.where(
+            stream_owner[first:stop][None, :] == images_index[:, None], score[None, :], 0.0
+        )
+        merged = merged + xp.matmul(weights, xp.reshape(maps, (stop - first, height * width)))
+
+    all_probabilities = xp.concat(probabilities, axis=0)
+    baseline = all_probabilities[:size]
+    scores = all_probabilities[size:] - xp.take(baseline, owner, axis=0)
     if config.score_relu:
         scores = xp.maximum(scores, xp.zeros_like(scores))
 
     # Step 12.
-    source = (
-        masks if config.merge_source == "masks" else xp.take(group_masks.upsampled, kept, axis=0)
+    saliency, degenerate = merge_masks(
+        xp.reshape(merged, (size, height, width)), config.final_relu, xp
     )
-    saliency, degenerate = merge_masks(source, scores, owner, batch, config.final_relu, xp)
 
-    clean_probability = _target_probabilities(
-        result.outputs, result.targets, backend.outputs_probabilities, dtype, xp
+    clean_probability = target_probabilities(
+        features.result.outputs, chosen, backend.outputs_probabilities, batch.dtype, xp
     )
     kept_np = backend.to_numpy(kept).astype(np.int64)
-    group_scores = np.zeros(batch * groups, dtype=np.float32)
+    group_scores = np.zeros(size * groups, dtype=np.float32)
     group_scores[kept_np] = backend.to_numpy(scores)
-    skipped = np.ones(batch * groups, dtype=bool)
+    skipped = np.ones(size * groups, dtype=bool)
     skipped[kept_np] = False
     return Explanation(
         saliency=backend.to_numpy(saliency).astype(np.float32),
-        targets=backend.to_numpy(result.targets).astype(np.int64),
+        targets=backend.to_numpy(chosen).astype(np.int64),
         target_probabilities=backend.to_numpy(clean_probability).astype(np.float32),
         baseline_scores=backend.to_numpy(baseline).astype(np.float32),
-        group_scores=group_scores.reshape(batch, groups),
-        skipped_groups=skipped.reshape(batch, groups),
+        group_scores=group_scores.reshape(size, groups),
+        skipped_groups=skipped.reshape(size, groups),
         degenerate=backend.to_numpy(degenerate).astype(bool),
         config=config,
-        layer=layer,
+        layer=batch.layer,
     )
-
-
-def _check_features(
-    activations: Any, gradients: Any, batch: int, groups: int, layer: str | None
-) -> None:
-    name = f"target layer {layer!r}" if layer else "the target layer"
-    shape = tuple(activations.shape)
-    if len(shape) != 4 or shape[0] != batch:
-        raise TargetLayerError(
-            f"{name} gave activations of shape {shape}; Group-CAM needs a 4-D feature map "
-            f"with one row per image (batch {batch})"
-        )
-    if tuple(gradients.shape) != shape:
-        raise TargetLayerError(
-            f"{name}: gradients of shape {tuple(gradients.shape)} do not match activations {shape}"
-        )
-    channels, rows, cols = shape[1:]
-    if rows * cols < 2:
-        raise TargetLayerError(
-            f"{name} outputs a {rows}x{cols} map, which has no spatial extent to explain; "
-            "choose a layer before global pooling"
-        )
-    if groups > channels:
-        raise ConfigError(
-            f"groups={groups} is more than the {channels} channels of {name}; "
-            f"use groups between 1 and {channels}"
-        )

@@ -3,35 +3,31 @@
 from __future__ import annotations
 
 import difflib
-import numbers
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from .config import GroupCAMConfig, make_config
-from .engine import explain as explain_with_backend
+from .engine import explain_group_cam
 from .errors import BackendError, ConfigError, InputError, LayerNotFoundError, TargetLayerError
+from .locks import model_lock
+from .plumbing import positive_int
 from .protocol import Backend
 from .result import Explanation
 from .targets import TargetSpec
 
 __all__ = [
     "ExplainerBase",
+    "LayerCall",
     "as_backend",
     "floating_batch",
     "pick_last_feature_layer",
-    "positive_int",
+    "preferred_batch_size",
     "unknown_layer_error",
 ]
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int if it is a positive integer, else :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def floating_batch(
@@ -52,18 +48,24 @@ def floating_batch(
     """
     try:
         array = convert(x)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"cannot turn the input of type {type(x).__name__} into {kind}") from error
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise InputError(
+            f"cannot turn the input of type {type(x).__name__} into {kind}: {error}"
+        ) from error
     if not is_floating(array.dtype):
         raise InputError(
             f"expected a floating-point batch, got dtype {array.dtype}; "
-            "convert and normalise images the way the model was trained"
+            "convert and normalize images the way the model was trained"
         )
     return array
 
 
 def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> LayerNotFoundError:
     """The error for a layer name the model does not have, listing close matches.
+
+    Names that end with the requested one after a separator come first (so
+    ``"r2"`` suggests ``"_orig_mod.r2"`` in a ``torch.compile``d model), then
+    names that ``difflib`` finds close.
 
     Parameters
     ----------
@@ -74,67 +76,129 @@ def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> 
     detail
         Appended to the message (for example, a list of the last layers).
     """
-    close = difflib.get_close_matches(target, list(dict.fromkeys(names)), n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    unique = list(dict.fromkeys(names))
+    suffixed = [n for n in unique if n != target and n.endswith(("." + target, "/" + target))]
+    close = difflib.get_close_matches(target, unique, n=5, cutoff=0.5)
+    suggestions = list(dict.fromkeys([*suffixed, *close]))[:5]
+    hint = f"; did you mean {', '.join(repr(c) for c in suggestions)}?" if suggestions else ""
     return LayerNotFoundError(f"the model has no layer named {target!r}{hint}{detail}")
 
 
-def pick_last_feature_layer(
-    last_calls: dict[str, tuple[int, bool]], convolutions: Iterable[str]
-) -> str:
-    """Choose the default target layer from one recorded forward pass.
+LayerKind = Literal["convolution", "pooling", "container", "other"]
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """What one recorded forward pass saw of a layer's last call.
+
+    Attributes
+    ----------
+    name
+        The layer's name or path.
+    order
+        When that call finished, counted over all recorded calls.
+    spatial
+        Its output was a 4-D floating-point map larger than 1x1.
+    kind
+        ``"convolution"`` (2-D convolutions of any kind), ``"pooling"``
+        (spatial max or average pooling), ``"container"`` (a layer made of
+        other recorded layers, such as a nested model or a block), or ``"other"``.
+    shape
+        The output's shape, for error messages.
+    """
+
+    name: str
+    order: int
+    spatial: bool
+    kind: LayerKind = "other"
+    shape: tuple[int, ...] = ()
+
+
+def _describe(calls: Sequence[LayerCall]) -> str:
+    listed = ", ".join(f"{call.name!r} {call.shape}" for call in calls)
+    return listed or "none"
+
+
+def pick_last_feature_layer(calls: Sequence[LayerCall]) -> str:
+    """Choose the default target layer: the last spatial feature map that feeds the head.
 
     Parameters
     ----------
-    last_calls
-        For each layer name: the order in which its last call finished, and
-        whether that call output a 4-D map larger than 1x1.
-    convolutions
-        Names of the layers that are 2-D convolutions.
+    calls
+        One :class:`LayerCall` per layer, from one recorded forward pass.
 
     Returns
     -------
     str
-        The layer that finished last with a spatial output, at or after the
-        last convolution's last call.
+        Among the layers whose last call finished at or after the last
+        convolution with a spatial output (a 1x1 convolution after global
+        pooling, a classifier written as a convolution, does not count), the
+        one that finished last with a spatial output. Pooling layers are passed
+        over (Grad-CAM users explain VGG at ``block5_conv3``, not at
+        ``block5_pool``), and so are containers, whose innermost layer is
+        named instead.
     """
-    convolution_calls = [last_calls[name][0] for name in convolutions if name in last_calls]
-    if not convolution_calls:
+    spatial = sorted((call for call in calls if call.spatial), key=lambda call: call.order)
+    convolutions = [call.order for call in spatial if call.kind == "convolution"]
+    if not convolutions:
         raise TargetLayerError(
-            "found no 2-D convolution in the model to pick a target layer from; "
-            "pass target_layer= (a layer name or the layer itself)"
+            "found no 2-D convolution with a spatial output to pick a target layer after; "
+            "pass target_layer= (a layer name or the layer itself). Layers with spatial "
+            f"outputs: {_describe(spatial[-8:])}"
         )
-    after = max(convolution_calls)
+    after = max(convolutions)
     candidates = [
-        (order, name) for name, (order, spatial) in last_calls.items() if spatial and order >= after
+        call
+        for call in spatial
+        if call.order >= after and call.kind not in ("pooling", "container")
     ]
     if not candidates:
         raise TargetLayerError(
-            "no layer after the last convolution outputs a 4-D feature map; "
-            "pass target_layer= (a layer name or the layer itself)"
+            "no layer after the last convolution outputs a spatial feature map; pass "
+            "target_layer= (a layer name or the layer itself). Candidates: "
+            f"{_describe(spatial[-8:])}"
         )
-    return max(candidates)[1]
+    return candidates[-1].name
 
 
 class ExplainerBase:
     """Settings, ``explain`` and ``__call__`` on top of a framework's backend.
 
-    Subclasses implement ``_backend_for(x)`` and may override
-    ``_explaining()`` (a context manager around each explanation).
+    Subclasses call ``super().__init__`` and implement ``_backend_for(x)``; they
+    may override ``_explaining()`` (a context manager around each explanation,
+    for example to put the model in evaluation mode).
+
+    Every explanation of one model holds that model's lock
+    (:func:`groupcam_core.locks.model_lock`) for its whole duration, so calls
+    from several threads, through one explainer or several on the same model,
+    run one after the other and never see each other's changes to the model.
+
+    Parameters
+    ----------
+    model
+        The object whose lock serialises explanations (the user's model).
+    groups, variant, batch_size, settings
+        As for the adapters' ``GroupCAM``.
     """
 
-    config: GroupCAMConfig
-    batch_size: int | None
-
-    def _setup(
-        self, groups: int, variant: str | GroupCAMConfig, batch_size: int | None, settings: dict
+    def __init__(
+        self,
+        model: Any,
+        groups: int,
+        variant: str | GroupCAMConfig,
+        batch_size: int | None,
+        settings: dict[str, Any],
     ) -> None:
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        self.config = make_config(variant, groups=groups, **settings)
-        self.batch_size = batch_size
+        if batch_size is not None:
+            try:
+                batch_size = positive_int(batch_size, "batch_size")
+            except ConfigError:
+                raise ConfigError(
+                    f"batch_size must be a positive int or None, got {batch_size!r}"
+                ) from None
+        self.config: GroupCAMConfig = make_config(variant, groups=groups, **settings)
+        self.batch_size: int | None = batch_size
+        self._lock = model_lock(model)
 
     def _backend_for(self, x: Any) -> Backend:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -148,9 +212,9 @@ class ExplainerBase:
 
         Metrics and the comparison methods of :mod:`groupcam_core` run the model
         through it; the model is prepared as for an explanation (evaluation mode,
-        restored afterwards) for the duration of the block.
+        restored afterwards, the model's lock held) for the duration of the block.
         """
-        with self._explaining():
+        with self._lock, self._explaining():
             yield self._backend_for(x)
 
     def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
@@ -159,7 +223,7 @@ class ExplainerBase:
         Parameters
         ----------
         x
-            The batch, normalised as the model expects, in the model's layout.
+            The batch, normalized as the model expects, in the model's layout.
         targets
             ``None`` to explain each image's top class, one int for all images,
             or one int per image (a sequence or an integer array).
@@ -168,15 +232,9 @@ class ExplainerBase:
         -------
         groupcam_core.Explanation
         """
-        with self._explaining():
-            backend = self._backend_for(x)
-            return explain_with_backend(
-                backend,
-                x,
-                targets=targets,
-                config=self.config,
-                batch_size=self.batch_size,
-                layer=getattr(backend, "layer_name", None) or None,
+        with self.using_backend(x) as backend:
+            return explain_group_cam(
+                backend, x, targets=targets, config=self.config, batch_size=self.batch_size
             )
 
     def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
@@ -184,26 +242,31 @@ class ExplainerBase:
         return self.explain(x, targets).saliency
 
 
+def preferred_batch_size(explainer: Any) -> int | None:
+    """An explainer's own ``batch_size`` (``None`` for a bare backend)."""
+    return explainer.batch_size if isinstance(explainer, ExplainerBase) else None
+
+
 @contextmanager
-def as_backend(model: ExplainerBase | Backend, x: Any) -> Iterator[Backend]:
-    """Yield ``model`` as a core backend for the duration of the block.
+def as_backend(explainer: ExplainerBase | Backend, x: Any) -> Iterator[Backend]:
+    """Yield ``explainer`` as a core backend for the duration of the block.
 
     Parameters
     ----------
-    model
-        A :class:`~groupcam_core.protocol.Backend`, or a groupcam explainer
-        (:class:`~groupcam_core.explainer.ExplainerBase`): its model is then
-        prepared as for an explanation and restored when the block ends.
+    explainer
+        A groupcam explainer (:class:`~groupcam_core.explainer.ExplainerBase`):
+        its model is then prepared as for an explanation and restored when the
+        block ends; or a :class:`~groupcam_core.protocol.Backend`, used as it is.
     x
         The batch that will be run (an explainer may need it to find its layer).
     """
-    if isinstance(model, ExplainerBase):
-        with model.using_backend(x) as backend:
+    if isinstance(explainer, ExplainerBase):
+        with explainer.using_backend(x) as backend:
             yield backend
-    elif isinstance(model, Backend):
-        yield model
+    elif isinstance(explainer, Backend):
+        yield explainer
     else:
         raise BackendError(
-            "model must be a groupcam explainer (such as groupcam_torch.GroupCAM) or an object "
-            f"implementing groupcam_core.Backend, got {type(model).__name__}"
+            "expected a groupcam explainer (such as groupcam_torch.GroupCAM) or an object "
+            f"implementing groupcam_core.Backend, got {type(explainer).__name__}"
         )

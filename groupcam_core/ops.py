@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from array_api_compat import device
 
 __all__ = [
     "bilinear_matrix",
@@ -19,7 +20,7 @@ __all__ = [
     "gaussian_blur_matrix",
     "gaussian_kernel",
     "group_matrix",
-    "min_max_normalise",
+    "min_max_normalize",
     "percentile_last_axis",
     "reflect_index",
     "resize_bilinear",
@@ -43,7 +44,7 @@ def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
-    """A 1-D Gaussian kernel of odd length ``size``, normalised to sum 1 (float64)."""
+    """A 1-D Gaussian kernel of odd length ``size``, normalized to sum 1 (float64)."""
     offsets = np.arange(size, dtype=np.float64) - size // 2
     kernel = np.exp(-(offsets**2) / (2.0 * float(sigma) ** 2))
     return kernel / kernel.sum()
@@ -104,13 +105,7 @@ def group_matrix(groups: int, channels: int) -> np.ndarray:
 def to_namespace(matrix: np.ndarray, xp: Any, like: Any) -> Any:
     """Copy a numpy matrix into namespace ``xp`` with the dtype and device of ``like``."""
     # A writable copy: torch warns on read-only numpy buffers (the cached matrices are).
-    return xp.asarray(np.array(matrix), dtype=like.dtype, device=_device(like))
-
-
-def _device(array: Any) -> Any:
-    from array_api_compat import device
-
-    return device(array)
+    return xp.asarray(np.array(matrix), dtype=like.dtype, device=device(like))
 
 
 def resize_bilinear(maps: Any, height: int, width: int, xp: Any) -> Any:
@@ -153,13 +148,13 @@ def percentile_last_axis(values: Any, percentile: float, xp: Any) -> Any:
     return below + difference * fraction
 
 
-def min_max_normalise(maps: Any, xp: Any) -> tuple[Any, Any]:
-    """Min-max normalise each ``(..., H, W)`` map to [0, 1].
+def min_max_normalize(maps: Any, xp: Any) -> tuple[Any, Any]:
+    """Min-max normalize each ``(..., H, W)`` map to [0, 1].
 
     Returns
     -------
-    normalised, constant
-        The normalised maps, with constant (or non-finite) maps set to zero, and a
+    normalized, constant
+        The normalized maps, with constant (or non-finite) maps set to zero, and a
         boolean array over the leading axes that marks those maps.
     """
     flat = xp.reshape(maps, (*maps.shape[:-2], maps.shape[-2] * maps.shape[-1]))
@@ -167,5 +162,5 @@ def min_max_normalise(maps: Any, xp: Any) -> tuple[Any, Any]:
     high = xp.max(flat, axis=-1, keepdims=True)
     spread = high - low
     usable = (spread > 0) & xp.isfinite(spread)
-    normalised = xp.where(usable, (flat - low) / xp.where(usable, spread, 1.0), 0.0)
-    return xp.reshape(normalised, maps.shape), ~usable[..., 0]
+    normalized = xp.where(usable, (flat - low) / xp.where(usable, spread, 1.0), 0.0)
+    return xp.reshape(normalized, maps.shape), ~usable[..., 0]

@@ -55,6 +55,11 @@ class Backend(Protocol):
     """The interface between the framework-neutral core and one framework."""
 
     @property
+    def layer_name(self) -> str:
+        """Name of the target layer (for results and error messages); ``""`` if none."""
+        ...
+
+    @property
     def input_layout(self) -> Layout:
         """Layout of the model's input batch."""
         ...

@@ -52,8 +52,15 @@ class Explanation:
 
     @property
     def forward_passes(self) -> np.ndarray:
-        """Masked and blurred forward passes spent on each image (int64 ``(B,)``)."""
-        return (~self.skipped_groups).sum(axis=1).astype(np.int64) + 1
+        """Passes through the model spent on each image (int64 ``(B,)``).
+
+        The gradient pass (one forward and one backward) counts as one, plus the
+        blurred baseline and one masked pass per group that was not skipped:
+        ``G + 2`` at most. :attr:`MethodResult.forward_passes
+        <groupcam_core.methods.MethodResult.forward_passes>` counts the same way
+        for every method.
+        """
+        return (~self.skipped_groups).sum(axis=1).astype(np.int64) + 2
 
     def __len__(self) -> int:
         return int(self.saliency.shape[0])

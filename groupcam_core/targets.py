@@ -8,14 +8,16 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .errors import BackendError, ModelOutputError, TargetError
+from .errors import PROBABILITIES_WARNING, BackendError, ModelOutputError, TargetError, warn
 
 __all__ = [
     "OutputSelector",
     "TargetSpec",
     "check_outputs",
+    "looks_like_probabilities",
     "make_target_resolver",
     "select_class_scores",
+    "warn_if_probabilities",
 ]
 
 TargetSpec = int | Sequence[int] | Any | None
@@ -102,6 +104,27 @@ def check_outputs(outputs: Any, batch: int, where: str = "the model") -> None:
         )
 
 
+def looks_like_probabilities(outputs: Any, xp: Any) -> bool:
+    """The rule every adapter uses: at least 2 classes, rows non-negative and summing to 1.
+
+    Computed in float32 (never float64, which some accelerators lack), with an
+    absolute tolerance on each row's sum of 1e-3, or 1e-2 for half-precision
+    outputs.
+    """
+    if outputs.ndim != 2 or outputs.shape[1] < 2 or not xp.isdtype(outputs.dtype, "real floating"):
+        return False
+    tolerance = 1e-2 if float(xp.finfo(outputs.dtype).eps) > 1e-4 else 1e-3
+    values = xp.astype(outputs, xp.float32)
+    sums = xp.sum(values, axis=1)
+    return bool(xp.all(values >= 0)) and bool(xp.all(xp.abs(sums - 1.0) <= tolerance))
+
+
+def warn_if_probabilities(outputs: Any, outputs_probabilities: bool) -> None:
+    """Warn (once per calling line) when logits were expected but probabilities came."""
+    if not outputs_probabilities and looks_like_probabilities(outputs, array_namespace(outputs)):
+        warn(PROBABILITIES_WARNING)
+
+
 def _as_int_list(targets: Any, batch: int) -> list[int]:
     if isinstance(targets, bool):
         raise TargetError(f"targets must be an int or a sequence of ints, got {targets!r}")
@@ -127,7 +150,9 @@ def _as_int_list(targets: Any, batch: int) -> list[int]:
     return [int(value) for value in values]
 
 
-def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
+def make_target_resolver(
+    targets: TargetSpec, batch: int, outputs_probabilities: bool | None = None
+) -> Callable[[Any], Any]:
     """Validate ``targets`` now and return a resolver for the model's outputs.
 
     Parameters
@@ -137,6 +162,10 @@ def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
         per image (a sequence or an integer array of length ``batch``).
     batch
         Number of images.
+    outputs_probabilities
+        What the explainer assumes the outputs are. ``False``: logits, and the
+        resolver warns (:data:`~groupcam_core.errors.PROBABILITIES_WARNING`)
+        when they look like probabilities. ``True`` or ``None``: no warning.
 
     Returns
     -------
@@ -151,6 +180,8 @@ def make_target_resolver(targets: TargetSpec, batch: int) -> Any:
         xp = array_namespace(outputs)
         if not bool(xp.all(xp.isfinite(outputs))):
             raise ModelOutputError("the model's output on the input batch contains NaN or inf")
+        if outputs_probabilities is False:
+            warn_if_probabilities(outputs, False)
         classes = outputs.shape[1]
         if requested is None:
             return xp.argmax(outputs, axis=1)

@@ -7,6 +7,20 @@
 from groupcam_core import Explanation, GroupCAMConfig
 
 from ._backend import DEFAULT_BATCH_SIZE, JaxBackend
+from ._models import FunctionPair, LayerCallback, LinenModel, ModelWayIn, NnxModel
 from .cam import GroupCAM
+from .gradient import gradient_by_perturbation
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Explanation", "GroupCAM", "GroupCAMConfig", "JaxBackend"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "Explanation",
+    "FunctionPair",
+    "GroupCAM",
+    "GroupCAMConfig",
+    "JaxBackend",
+    "LayerCallback",
+    "LinenModel",
+    "ModelWayIn",
+    "NnxModel",
+    "gradient_by_perturbation",
+]

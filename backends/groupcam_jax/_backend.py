@@ -11,12 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from groupcam_core.errors import GroupCAMError, InputError, TargetLayerError
-from groupcam_core.explainer import floating_batch, unknown_layer_error
+from groupcam_core.errors import GroupCAMError, TargetLayerError, layer_not_called, model_failed
+from groupcam_core.explainer import LayerCall, floating_batch, unknown_layer_error
 from groupcam_core.protocol import GradientPass, Layout, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
 from ._models import LayerCallback, ModelWayIn
+from .gradient import gradient_by_perturbation
 
 __all__ = ["DEFAULT_BATCH_SIZE", "JaxBackend", "LayerCalls", "record_layer_calls"]
 
@@ -32,20 +33,17 @@ class LayerCalls:
     Attributes
     ----------
     finished
-        For each layer path: the order in which its last call finished, and
-        whether that call output a 4-D map larger than 1x1.
+        For each layer path: its last call (see
+        :class:`groupcam_core.explainer.LayerCall`).
     calls
         How many times each layer was called.
     shapes
         Shape and dtype of each layer's output at its last call.
-    convolutions
-        Paths of the layers that are 2-D convolutions.
     """
 
-    finished: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    finished: dict[str, LayerCall] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     shapes: dict[str, jax.ShapeDtypeStruct] = field(default_factory=dict)
-    convolutions: list[str] = field(default_factory=list)
 
 
 def record_layer_calls(
@@ -63,11 +61,11 @@ def record_layer_calls(
         )
         spatial = is_map and output.shape[spatial_axes[0]] * output.shape[spatial_axes[1]] > 1
         record.calls[path] += 1
-        record.finished[path] = (record.calls.total(), spatial)
+        kind = "convolution" if way_in.is_convolution(module) else "other"
+        shape = tuple(getattr(output, "shape", ()))
+        record.finished[path] = LayerCall(path, record.calls.total(), bool(spatial), kind, shape)
         if is_map:
             record.shapes[path] = jax.ShapeDtypeStruct(output.shape, output.dtype)
-        if path not in record.convolutions and way_in.is_convolution(module):
-            record.convolutions.append(path)
         return output
 
     try:
@@ -75,21 +73,8 @@ def record_layer_calls(
     except GroupCAMError:
         raise
     except Exception as error:
-        raise InputError(
-            f"{way_in.description} failed on a batch of shape {tuple(x.shape)} "
-            f"({layout}{_layout_hint(x, layout)}): {type(error).__name__}: {error}"
-        ) from error
+        raise model_failed(way_in.description, tuple(x.shape), layout, error) from error
     return record
-
-
-def _layout_hint(x: Any, layout: Layout) -> str:
-    if x.ndim != 4:
-        return ""
-    if layout == "channels_last" and x.shape[1] in (1, 3) and x.shape[3] not in (1, 3):
-        return "; the batch looks channels-first, pass layout='channels_first'"
-    if layout == "channels_first" and x.shape[3] in (1, 3) and x.shape[1] not in (1, 3):
-        return "; the batch looks channels-last"
-    return ""
 
 
 class _Tap:
@@ -180,9 +165,7 @@ class JaxBackend:
                 everything = record_layer_calls(self.way_in, self.variables, x, self.input_layout)
                 known = self.way_in.known_paths()
                 if name in known or name in everything.calls:
-                    raise TargetLayerError(
-                        f"target layer {name!r} was not called during the forward pass"
-                    )
+                    raise layer_not_called(name)
                 raise unknown_layer_error(name, [*everything.calls, *known])
             if name not in record.shapes:
                 raise TargetLayerError(
@@ -193,15 +176,10 @@ class JaxBackend:
 
     def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
         call, shape = self._target_call(x)
-        delta = jnp.zeros(shape.shape, shape.dtype)
         variables = self.variables
-        outputs, pullback, activations = jax.vjp(
-            lambda d: self._split(variables, x, d, call), delta, has_aux=True
+        return gradient_by_perturbation(
+            lambda delta: self._split(variables, x, delta, call), shape, resolve_targets
         )
-        targets = resolve_targets(outputs)
-        cotangent = jax.nn.one_hot(targets, outputs.shape[1], dtype=outputs.dtype)
-        (gradients,) = pullback(cotangent)
-        return GradientPass(activations, gradients, outputs, targets)
 
     def forward(self, x: Any) -> Any:
         return self._forward(self.variables, x)

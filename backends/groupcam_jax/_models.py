@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
+from groupcam_core.explainer import unknown_layer_error
 
 __all__ = [
     "FunctionPair",
@@ -33,7 +34,7 @@ def path_name(path: Sequence[Any]) -> str:
     return "/".join(str(part) for part in path)
 
 
-def normalise_path(target: str | Sequence[Any]) -> str:
+def normalize_path(target: str | Sequence[Any]) -> str:
     """A user's layer path as ``"a/b/0"``: dots and slashes both separate names."""
     if isinstance(target, str):
         return target.replace(".", "/").strip("/")
@@ -70,8 +71,16 @@ class ModelWayIn(Protocol):
         """Whether a tapped module is a 2-D convolution."""
         ...
 
-    def resolve(self, target: Any) -> str:
-        """The path of a layer given by the user (a path or, where possible, an object)."""
+    def resolve(self, target: Any, layout: str) -> str:
+        """The path of a layer given by the user (a path or, where possible, an object).
+
+        Raises :class:`~groupcam_core.LayerNotFoundError` for a layer the model
+        does not have, when that can be known before the model runs.
+        """
+        ...
+
+    def lock_key(self) -> Any:
+        """The object whose lock serializes explanations (the user's model)."""
         ...
 
     def known_paths(self) -> list[str]:
@@ -104,8 +113,11 @@ class FunctionPair:
     def is_convolution(self, module: Any) -> bool:
         return True  # the split point is the layer to explain
 
-    def resolve(self, target: Any) -> str:
-        if target is None or normalise_path(target) == self.layer:
+    def lock_key(self) -> Any:
+        return self.features_fn
+
+    def resolve(self, target: Any, layout: str) -> str:
+        if target is None or normalize_path(target) == self.layer:
             return self.layer
         raise BackendError(
             "GroupCAM(features_fn, head_fn) explains the output of features_fn; "
@@ -179,8 +191,43 @@ class LinenModel:
     def is_convolution(self, module: Any) -> bool:
         return isinstance(module, self.linen.Conv)
 
-    def resolve(self, target: Any) -> str:
-        return normalise_path(target)
+    def lock_key(self) -> Any:
+        return self.module
+
+    def resolve(self, target: Any, layout: str) -> str:
+        path = normalize_path(target)
+        known = self.known_paths()
+        if path in known:
+            return path
+        # Not in the variables tree: a submodule without parameters, or a typo. An
+        # abstract trace on a probe input lists every submodule that runs.
+        traced = self._trace_paths(layout)
+        if traced is not None and path not in traced:
+            raise unknown_layer_error(path, [*traced, *known])
+        return path
+
+    def _trace_paths(self, layout: str) -> list[str] | None:
+        """Paths of the submodules that run on a 224 x 224 probe, or None if it fails."""
+        import jax
+        import jax.numpy as jnp
+
+        channels = _first_kernel_channels(self.variables.get("params", {}))
+        if channels is None:
+            return None
+        shape = (1, 224, 224, channels) if layout == "channels_last" else (1, channels, 224, 224)
+        seen: list[str] = []
+
+        def record(path: str, module: Any, output: Any) -> Any:
+            seen.append(path)
+            return output
+
+        try:
+            jax.eval_shape(
+                lambda v: self.run(v, jnp.zeros(shape, jnp.float32), record, None), self.variables
+            )
+        except Exception:  # the probe does not fit the model: the first call will tell
+            return None
+        return list(dict.fromkeys(seen))
 
     def known_paths(self) -> list[str]:
         paths: list[str] = []
@@ -230,7 +277,10 @@ class NnxModel:
     def is_convolution(self, module: Any) -> bool:
         return isinstance(module, self.nnx.Conv)
 
-    def resolve(self, target: Any) -> str:
+    def lock_key(self) -> Any:
+        return self.model
+
+    def resolve(self, target: Any, layout: str) -> str:
         if isinstance(target, self.nnx.Module):
             for path, module in self._modules(self.model):
                 if module is target and path:
@@ -238,7 +288,11 @@ class NnxModel:
             raise LayerNotFoundError(
                 f"the given {type(target).__name__} module is not a submodule of the model"
             )
-        return normalise_path(target)
+        path = normalize_path(target)
+        known = self.known_paths()
+        if path not in known:
+            raise unknown_layer_error(path, known)
+        return path
 
     def known_paths(self) -> list[str]:
         return [path_name(p) for p, _ in self._modules(self.model) if p]
@@ -285,6 +339,19 @@ def _collect_paths(tree: Any, prefix: tuple[str, ...], paths: list[str]) -> None
             path = (*prefix, str(key))
             paths.append(path_name(path))
             _collect_paths(value, path, paths)
+
+
+def _first_kernel_channels(tree: Any) -> int | None:
+    """Input channels of the first 4-D ``kernel`` (HWIO) in a linen params tree."""
+    if not hasattr(tree, "items"):
+        return None
+    for key, value in tree.items():
+        if key == "kernel" and getattr(value, "ndim", 0) == 4:
+            return int(value.shape[2])
+        found = _first_kernel_channels(value)
+        if found is not None:
+            return found
+    return None
 
 
 def _name(fn: Any) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from groupcam_core.config import GroupCAMConfig
-from groupcam_core.errors import ConfigError
+from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase, pick_last_feature_layer
 from groupcam_core.protocol import Layout
 from groupcam_core.targets import OutputSelector
@@ -50,26 +50,59 @@ class GroupCAM(ExplainerBase):
     model_outputs
         ``"logits"`` (default) or ``"probabilities"`` if the model already
         applies softmax.
+    way_in
+        Instead of the two functions: any object implementing
+        :class:`groupcam_jax.ModelWayIn` (what :meth:`from_linen` and
+        :meth:`from_nnx` build), to explain other kinds of JAX models.
+    target_layer
+        With ``way_in``: the layer to explain, as the way in names layers
+        (``None`` for the automatic choice).
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig`.
+
+    Notes
+    -----
+    Calls from several threads on one model are serialized (one lock per
+    model, shared by every explainer of it).
     """
 
     def __init__(
         self,
-        features_fn: Callable[[Any], Any],
-        head_fn: Callable[[Any], Any],
+        features_fn: Callable[[Any], Any] | None = None,
+        head_fn: Callable[[Any], Any] | None = None,
         groups: int = 32,
         variant: str | GroupCAMConfig = "paper",
         batch_size: int | None = None,
         *,
+        way_in: ModelWayIn | None = None,
+        target_layer: Any = None,
         layout: Layout = "channels_last",
         output: OutputSelector = None,
         model_outputs: ModelOutputs = "logits",
         **settings: Any,
     ) -> None:
-        way_in = FunctionPair(features_fn, head_fn)
-        self._init(way_in, None, groups, variant, batch_size, layout, output, model_outputs)
-        self._setup(groups, variant, batch_size, settings)
+        if way_in is None:
+            if features_fn is None or head_fn is None:
+                raise BackendError(
+                    "GroupCAM(features_fn, head_fn) needs both functions; for Flax models use "
+                    "GroupCAM.from_linen(module, variables) or GroupCAM.from_nnx(model)"
+                )
+            way_in = FunctionPair(features_fn, head_fn)
+        elif features_fn is not None or head_fn is not None:
+            raise BackendError("pass either features_fn and head_fn, or way_in, not both")
+        if layout not in ("channels_last", "channels_first"):
+            raise ConfigError(f"layout must be 'channels_last' or 'channels_first', got {layout!r}")
+        if model_outputs not in ("logits", "probabilities"):
+            raise ConfigError(
+                f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
+            )
+        super().__init__(way_in.lock_key(), groups, variant, batch_size, settings)
+        self.way_in = way_in
+        self.layout: Layout = layout
+        self.output = output
+        self.model_outputs = model_outputs
+        self._layer_name = None if target_layer is None else way_in.resolve(target_layer, layout)
+        self._backend: JaxBackend | None = None
 
     @classmethod
     def from_linen(
@@ -102,7 +135,10 @@ class GroupCAM(ExplainerBase):
             ``"Conv_2"``, ``"backbone/stage4"`` (dots work too), or ``None`` for
             the last submodule that outputs a spatial feature map after the last
             convolution. The module's code needs no ``sow`` or ``perturb``: the
-            layer is tapped with ``flax.linen.intercept_methods``.
+            layer is tapped with ``flax.linen.intercept_methods``. A path that
+            is not in the variables tree (a submodule without parameters, or a
+            misspelling) is looked up by tracing the module abstractly on a
+            probe input; a misspelling is reported here, with close matches.
         method, apply_kwargs
             Passed to ``module.apply`` (for example ``apply_kwargs={"train":
             False}``). Whatever they say, every ``BatchNorm`` uses its running
@@ -110,17 +146,16 @@ class GroupCAM(ExplainerBase):
         groups, variant, batch_size, layout, output, model_outputs, **settings
             As for :class:`GroupCAM`.
         """
-        way_in = LinenModel(module, variables, method, apply_kwargs)
-        return cls._build(
-            way_in,
-            target_layer,
-            groups,
-            variant,
-            batch_size,
-            settings,
-            layout,
-            output,
-            model_outputs,
+        return cls(
+            way_in=LinenModel(module, variables, method, apply_kwargs),
+            target_layer=target_layer,
+            groups=groups,
+            variant=variant,
+            batch_size=batch_size,
+            layout=layout,
+            output=output,
+            model_outputs=model_outputs,
+            **settings,
         )
 
     @classmethod
@@ -156,60 +191,17 @@ class GroupCAM(ExplainerBase):
         groups, variant, batch_size, layout, output, model_outputs, **settings
             As for :class:`GroupCAM`.
         """
-        way_in = NnxModel(model)
-        return cls._build(
-            way_in,
-            target_layer,
-            groups,
-            variant,
-            batch_size,
-            settings,
-            layout,
-            output,
-            model_outputs,
+        return cls(
+            way_in=NnxModel(model),
+            target_layer=target_layer,
+            groups=groups,
+            variant=variant,
+            batch_size=batch_size,
+            layout=layout,
+            output=output,
+            model_outputs=model_outputs,
+            **settings,
         )
-
-    @classmethod
-    def _build(
-        cls,
-        way_in: ModelWayIn,
-        target_layer: Any,
-        groups: int,
-        variant: str | GroupCAMConfig,
-        batch_size: int | None,
-        settings: dict[str, Any],
-        *options: Any,
-    ) -> GroupCAM:
-        explainer = cls.__new__(cls)
-        explainer._init(way_in, target_layer, groups, variant, batch_size, *options)
-        explainer._setup(groups, variant, batch_size, settings)
-        return explainer
-
-    def _init(
-        self,
-        way_in: ModelWayIn,
-        target_layer: Any,
-        groups: int,
-        variant: str | GroupCAMConfig,
-        batch_size: int | None,
-        layout: Layout,
-        output: OutputSelector,
-        model_outputs: ModelOutputs,
-    ) -> None:
-        if layout not in ("channels_last", "channels_first"):
-            raise ConfigError(f"layout must be 'channels_last' or 'channels_first', got {layout!r}")
-        if model_outputs not in ("logits", "probabilities"):
-            raise ConfigError(
-                f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
-            )
-        self.way_in = way_in
-        self.layout: Layout = layout
-        self.output = output
-        self.model_outputs = model_outputs
-        self._layer_name = None if target_layer is None else way_in.resolve(target_layer)
-        if isinstance(way_in, FunctionPair):
-            self._layer_name = way_in.layer
-        self._backend: JaxBackend | None = None
 
     @property
     def target_layer_name(self) -> str | None:
@@ -228,7 +220,7 @@ class GroupCAM(ExplainerBase):
             if batch.ndim != 4 or 0 in batch.shape:
                 return probe  # the core reports the bad input
             record = record_layer_calls(self.way_in, variables, batch, self.layout)
-            self._layer_name = pick_last_feature_layer(record.finished, record.convolutions)
+            self._layer_name = pick_last_feature_layer(list(record.finished.values()))
         self._backend = self._make_backend(key, variables, self._layer_name)
         return self._backend
 

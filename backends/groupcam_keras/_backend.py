@@ -14,9 +14,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from groupcam_core.errors import BackendError, InputError, ModelOutputError, TargetLayerError
+from groupcam_core.errors import (
+    BackendError,
+    GroupCAMError,
+    InputError,
+    layer_not_called,
+    layer_not_connected,
+    model_failed,
+)
 from groupcam_core.explainer import floating_batch
+from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
+from groupcam_core.targets import OutputSelector, select_class_scores
 
 from ._layers import logits_instead_of_softmax, patched_call
 
@@ -28,20 +37,18 @@ __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
 DEFAULT_BATCH_SIZE = {"tensorflow": 32, "jax": 16, "torch": 4, "accelerator": 64}
 
 
-def select_output(outputs: Any) -> Any:
-    """The single ``(B, classes)`` output of a Keras model."""
-    if isinstance(outputs, dict):
-        if len(outputs) != 1:
-            raise ModelOutputError(
-                f"the model returned a dict with keys {sorted(outputs)}; "
-                "Group-CAM needs a model with one (batch, classes) output"
-            )
-        outputs = next(iter(outputs.values()))
-    if isinstance(outputs, (list, tuple)):
-        if not outputs:
-            raise ModelOutputError("the model returned an empty list")
-        outputs = outputs[0]
-    return outputs
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, dict)
+
+
+def select_output(raw: Any, selector: OutputSelector = None) -> Any:
+    """Pick the ``(B, classes)`` output from what a Keras model returned.
+
+    A tensor is used as it is; otherwise ``selector`` (a key, an attribute name,
+    an index or a callable) says where the class scores are, and without one a
+    one-entry dict's value or a list's first item is taken.
+    """
+    return select_class_scores(raw, selector, _is_tensor, "tensor")
 
 
 class KerasBackend:
@@ -56,12 +63,14 @@ class KerasBackend:
         layer_name: str,
         softmax_layer: keras.Layer | None,
         outputs_probabilities: bool,
+        output: OutputSelector = None,
     ) -> None:
         self.model = model
         self.layer = layer
         self.layer_name = layer_name
         self.softmax_layer = softmax_layer
         self.outputs_probabilities = outputs_probabilities
+        self.output = output
         self.input_layout = keras.config.image_data_format()
         self.feature_layout = self.input_layout
         self.dtype = getattr(model, "input_dtype", None) or keras.config.floatx()
@@ -86,9 +95,27 @@ class KerasBackend:
             lambda dtype: np.issubdtype(dtype, np.floating),
             "an array",
         )
-        array = array.astype(self.dtype, copy=False)
+        array = cast_input(array, lambda a: a.astype(self.dtype, copy=False))
         self._check_channels(array)
         return array
+
+    def _select(self, raw: Any) -> Any:
+        return select_output(raw, self.output)
+
+    def run_model(self, call: Any, x: Any) -> Any:
+        """``call()`` (a run of the model on ``x``); the model's errors become InputError.
+
+        Subclassed models declare no input shape, so a batch in the wrong layout
+        or with the wrong channel count is only found when the model runs.
+        """
+        try:
+            return call()
+        except GroupCAMError:
+            raise
+        except Exception as error:
+            raise model_failed(
+                f"the model ({self.model.name})", tuple(x.shape), self.input_layout, error
+            ) from error
 
     def _check_channels(self, x: np.ndarray) -> None:
         try:
@@ -110,16 +137,6 @@ class KerasBackend:
                 f"the model takes {expected} channels ({self.input_layout}, input shape {shape}) "
                 f"but the batch has shape {tuple(x.shape)}{hint}"
             )
-
-    def _not_connected(self) -> TargetLayerError:
-        return TargetLayerError(
-            f"the model's output does not depend on target layer {self.layer_name!r}"
-        )
-
-    def _capture_missing(self) -> TargetLayerError:
-        return TargetLayerError(
-            f"target layer {self.layer_name!r} was not called during the forward pass"
-        )
 
 
 def _training_kwargs(model: keras.Model) -> dict[str, bool]:
@@ -177,16 +194,18 @@ class TensorFlowKeras(KerasBackend):
                 return output
 
             with self.logits(), patched_call(self.layer, capture):
-                outputs = select_output(self.model(tf.constant(x), **self.call_kwargs))
+                outputs = self._select(
+                    self.run_model(lambda: self.model(tf.constant(x), **self.call_kwargs), x)
+                )
         if "activations" not in captured:
-            raise self._capture_missing()
+            raise layer_not_called(self.layer_name)
         outputs_np = np.asarray(outputs)
         targets = resolve_targets(outputs_np)
         with tape:
             score = tf.reduce_sum(tf.gather(outputs, targets, axis=1, batch_dims=1))
         gradients = tape.gradient(score, captured["activations"])
         if gradients is None:
-            raise self._not_connected()
+            raise layer_not_connected(self.layer_name)
         return GradientPass(
             np.asarray(captured["activations"]), np.asarray(gradients), outputs_np, targets
         )
@@ -194,9 +213,9 @@ class TensorFlowKeras(KerasBackend):
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self._compiled is None:
             tf = self.tf
-            model, kwargs = self.model, self.call_kwargs
+            model, kwargs, select = self.model, self.call_kwargs, self._select
             self._compiled = tf.function(
-                lambda batch: select_output(model(batch, **kwargs)), reduce_retracing=True
+                lambda batch: select(model(batch, **kwargs)), reduce_retracing=True
             )
         with self.logits():
             return np.asarray(self._compiled(self.tf.constant(x)))
@@ -253,11 +272,12 @@ class JaxKeras(KerasBackend):
         with self.logits(), patched_call(self.layer, perturb):
             outputs, _ = self.model.stateless_call(trainable, frozen, x, **self.call_kwargs)
         if "activations" not in captured:
-            raise self._capture_missing()
-        return select_output(outputs), captured["activations"], calls[0]
+            raise layer_not_called(self.layer_name)
+        return self._select(outputs), captured["activations"], calls[0]
 
     def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
-        jax, jnp = self.jax, self.jnp
+        from groupcam_jax.gradient import gradient_by_perturbation
+
         trainable, frozen = self._variables()
         counted: dict[str, int] = {}
 
@@ -266,24 +286,21 @@ class JaxKeras(KerasBackend):
             counted["calls"] = calls
             return activations  # of the last call: its shape is the shape of delta
 
-        shape = jax.eval_shape(count, x)
+        shape = self.run_model(lambda: self.jax.eval_shape(count, x), x)
         last = counted["calls"] - 1
-        delta = jnp.zeros(shape.shape, shape.dtype)
-        outputs, pullback, activations = jax.vjp(
-            lambda d: self._split(trainable, frozen, x, d, last)[:2], delta, has_aux=True
+        return gradient_by_perturbation(
+            lambda delta: self._split(trainable, frozen, x, delta, last)[:2], shape, resolve_targets
         )
-        targets = resolve_targets(outputs)
-        cotangent = jax.nn.one_hot(targets, outputs.shape[1], dtype=outputs.dtype)
-        (gradients,) = pullback(cotangent)
-        return GradientPass(activations, gradients, outputs, targets)
 
     def forward(self, x: Any) -> Any:
         if self._compiled is None:
             model, kwargs = self.model, self.call_kwargs
 
+            select = self._select
+
             def run(trainable: Any, frozen: Any, batch: Any) -> Any:
                 outputs, _ = model.stateless_call(trainable, frozen, batch, **kwargs)
-                return select_output(outputs)
+                return select(outputs)
 
             self._compiled = self.jax.jit(run)
         trainable, frozen = self._variables()
@@ -309,17 +326,17 @@ class TorchKeras(KerasBackend):
         return keras.ops.convert_to_tensor(self._as_numpy(x))
 
     def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
-        from groupcam_torch._autograd import gradient_at_layer
+        from groupcam_torch.autograd import gradient_at_layer
 
         def run(x: Any, capture: Any) -> Any:
             with self.logits(), patched_call(self.layer, capture):
-                return select_output(self.model(x, **self.call_kwargs))
+                return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
         return gradient_at_layer(run, x, resolve_targets, self.layer_name)
 
     def forward(self, x: Any) -> Any:
         with self.torch.no_grad(), self.logits():
-            return select_output(self.model(x, **self.call_kwargs))
+            return self._select(self.model(x, **self.call_kwargs))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()

@@ -9,7 +9,12 @@ from typing import Any
 import keras
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.explainer import pick_last_feature_layer, unknown_layer_error
+from groupcam_core.explainer import (
+    LayerCall,
+    LayerKind,
+    pick_last_feature_layer,
+    unknown_layer_error,
+)
 
 __all__ = [
     "CONVOLUTIONS",
@@ -105,18 +110,35 @@ def patched_calls(
         yield
 
 
+POOLING = (
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+)
+
+
+def _kind(layer: keras.Layer) -> LayerKind:
+    if isinstance(layer, CONVOLUTIONS):
+        return "convolution"
+    if isinstance(layer, POOLING):
+        return "pooling"
+    if getattr(layer, "layers", None):
+        return "container"
+    return "other"
+
+
 def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
     """Path of the last layer, in call order, that outputs a spatial feature map.
 
-    ``run`` calls the model once. Among layers whose last call comes at or after
-    the last call of a convolution, the one that finishes last with a 4-D output
-    larger than 1x1 is chosen (``conv5_block3_out`` for keras.applications'
-    ResNet50).
+    ``run`` calls the model once while every layer is patched to record its
+    calls; :func:`groupcam_core.explainer.pick_last_feature_layer` chooses
+    (``conv5_block3_out`` for keras.applications' ResNet50, ``block5_conv3``
+    for VGG16; inside a nested model, the layer within it).
     """
     layers = list(all_layers(model))
-    last_call: dict[str, tuple[int, bool]] = {}
+    last_call: dict[str, LayerCall] = {}
     counter = [0]
     channels_last = keras.config.image_data_format() == "channels_last"
+    kinds = {path: _kind(layer) for path, layer in layers}
 
     def make(path: str) -> Callable[[Any], Any]:
         def record(output: Any) -> Any:
@@ -125,16 +147,14 @@ def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
             spatial = len(shape) == 4 and (
                 shape[1] * shape[2] > 1 if channels_last else shape[2] * shape[3] > 1
             )
-            last_call[path] = (counter[0], spatial)
+            last_call[path] = LayerCall(path, counter[0], bool(spatial), kinds[path], shape)
             return output
 
         return record
 
     with patched_calls(layers, make):
         run()
-    return pick_last_feature_layer(
-        last_call, [path for path, layer in layers if isinstance(layer, CONVOLUTIONS)]
-    )
+    return pick_last_feature_layer(list(last_call.values()))
 
 
 def _output_layer(model: keras.Layer) -> keras.Layer | None:

@@ -9,6 +9,7 @@ import keras
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
+from groupcam_core.targets import OutputSelector
 
 from ._backend import KerasBackend, make_backend
 from ._layers import final_softmax, find_last_feature_layer, resolve_layer
@@ -34,13 +35,20 @@ class GroupCAM(ExplainerBase):
         As for :class:`groupcam_torch.GroupCAM`. Full chunks have ``batch_size``
         rows and a shorter last chunk is padded to the next power of two, so
         compiled functions are traced once per shape, never once per call.
+    output
+        How to find the class scores when the model returns more than one
+        tensor: a dict key, an attribute name, a list index or a callable. By
+        default a one-entry dict's value or a list's first item.
     model_outputs
         ``"auto"`` (default): if the model's output layer applies softmax (a
         layer with ``activation="softmax"`` or a ``Softmax`` layer), it is
         switched off during the explanation, so that step 1 differentiates the
-        raw logit as the paper does and the softmax is applied once. ``"logits"``:
-        use outputs as they are and apply softmax. ``"probabilities"``: the model
-        outputs probabilities that cannot be switched off; use them as they are.
+        raw logit as the paper does and the softmax is applied once; a softmax
+        that cannot be seen (``keras.ops.softmax`` in a functional graph, a
+        subclassed model) is detected from the outputs, with a warning.
+        ``"logits"``: use outputs as they are and apply softmax.
+        ``"probabilities"``: the model outputs probabilities that cannot be
+        switched off; use them as they are.
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig`.
     """
@@ -54,6 +62,7 @@ class GroupCAM(ExplainerBase):
         batch_size: int | None = None,
         *,
         model_outputs: Literal["auto", "logits", "probabilities"] = "auto",
+        output: OutputSelector = None,
         **settings: Any,
     ) -> None:
         if not isinstance(model, keras.Model):
@@ -64,8 +73,9 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'auto', 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        self._setup(groups, variant, batch_size, settings)
+        super().__init__(model, groups, variant, batch_size, settings)
         self.model = model
+        self.output = output
         self.model_outputs = model_outputs
         self.softmax_layer = final_softmax(model) if model_outputs == "auto" else None
         self._layer = resolve_layer(model, target_layer) if target_layer is not None else None
@@ -78,11 +88,13 @@ class GroupCAM(ExplainerBase):
 
     def _backend_for(self, x: Any) -> KerasBackend:
         if self._layer is None:
-            probe = make_backend(self.model, self.model, "", None, False)
+            probe = make_backend(self.model, self.model, "", None, False, self.output)
             batch = probe.prepare_input(x)
             if batch.ndim == 4 and batch.shape[0] > 0:
+                first = batch[:1]
                 path = find_last_feature_layer(
-                    self.model, lambda: self.model(batch[:1], **probe.call_kwargs)
+                    self.model,
+                    lambda: probe.run_model(lambda: self.model(first, **probe.call_kwargs), first),
                 )
                 self._layer = resolve_layer(self.model, path)
         if self._backend is None or self._layer is None:
@@ -93,6 +105,7 @@ class GroupCAM(ExplainerBase):
                 name,
                 self.softmax_layer,
                 self.model_outputs == "probabilities",
+                self.output,
             )
             if self._layer is None:
                 return backend

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from groupcam_core.errors import (
-    InputError,
-)
+from groupcam_core.errors import GroupCAMError, InputError, model_failed
+from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
-from ._autograd import Capture, gradient_at_layer
-from ._layers import first_convolution
+from .autograd import Capture, gradient_at_layer
 
-__all__ = ["DEFAULT_BATCH_SIZES", "OutputSelector", "TorchBackend", "select_output"]
+__all__ = [
+    "DEFAULT_BATCH_SIZES",
+    "Autocast",
+    "OutputSelector",
+    "TorchBackend",
+    "select_output",
+]
 
 #: Rows per masked forward pass when the user gives no ``batch_size``, by device
 #: type. On a CPU small chunks keep the working set in cache and are as fast per
@@ -39,14 +45,50 @@ def model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]
     return torch.device("cpu"), torch.get_default_dtype()
 
 
-def _look_like_probabilities(outputs: torch.Tensor) -> bool:
-    if outputs.shape[1] < 2:
-        return False
-    values = outputs.float()  # not double: MPS has no float64
-    return bool(
-        (values >= 0).all()
-        and torch.allclose(values.sum(dim=1), torch.ones_like(values[:, 0]), atol=1e-4)
-    )
+@dataclass(frozen=True)
+class Autocast:
+    """The caller's ``torch.autocast`` state for one device type, to run the model under.
+
+    The core's own arithmetic runs with autocast off (masks, blurs and scores in
+    float32 or better); the model's passes run as the caller asked.
+    """
+
+    device_type: str
+    enabled: bool
+    dtype: torch.dtype | None
+
+    @classmethod
+    def ambient(cls, device_type: str) -> Autocast:
+        """The autocast state in force now for ``device_type``."""
+        try:
+            enabled = torch.is_autocast_enabled(device_type)
+            dtype = torch.get_autocast_dtype(device_type) if enabled else None
+        except TypeError:  # torch < 2.4 has one function per device type
+            if device_type == "cpu":
+                enabled = torch.is_autocast_cpu_enabled()
+                dtype = torch.get_autocast_cpu_dtype() if enabled else None
+            else:
+                enabled = torch.is_autocast_enabled()
+                dtype = torch.get_autocast_gpu_dtype() if enabled else None
+        return cls(device_type, bool(enabled), dtype)
+
+    @contextmanager
+    def model_passes(self) -> Iterator[None]:
+        """Run the model under the caller's autocast (nothing to do when it was off)."""
+        if not self.enabled:
+            yield
+            return
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            yield
+
+    @contextmanager
+    def core_arithmetic(self) -> Iterator[None]:
+        """Switch the caller's autocast off for the core's arithmetic."""
+        if not self.enabled:
+            yield
+            return
+        with torch.autocast(self.device_type, enabled=False):
+            yield
 
 
 class TorchBackend:
@@ -63,6 +105,7 @@ class TorchBackend:
         layer_name: str,
         output: OutputSelector = None,
         outputs_probabilities: bool = False,
+        autocast: Autocast | None = None,
     ) -> None:
         self.model = model
         self.layer = layer
@@ -70,6 +113,7 @@ class TorchBackend:
         self.output = output
         self.outputs_probabilities = outputs_probabilities
         self.device, self.dtype = model_device_and_dtype(model)
+        self.autocast = autocast or Autocast(self.device.type, False, None)
 
     @property
     def default_batch_size(self) -> int:
@@ -81,58 +125,53 @@ class TorchBackend:
         else:
             try:
                 tensor = torch.as_tensor(np.asarray(x))
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, RuntimeError) as error:
                 raise InputError(
                     f"cannot turn the input of type {type(x).__name__} into a tensor: {error}"
                 ) from error
         if not tensor.is_floating_point():
             raise InputError(
                 f"expected a floating-point batch, got dtype {tensor.dtype}; "
-                "convert and normalise images the way the model was trained"
+                "convert and normalize images the way the model was trained"
             )
-        tensor = tensor.to(device=self.device, dtype=self.dtype)
-        self._check_channels(tensor)
-        return tensor
+        return cast_input(tensor, lambda t: t.to(device=self.device, dtype=self.dtype))
 
-    def _check_channels(self, tensor: torch.Tensor) -> None:
-        found = first_convolution(self.model)
-        if tensor.ndim != 4 or found is None:
-            return
-        name, convolution = found
-        expected = convolution.in_channels
-        if tensor.shape[1] != expected:
-            hint = (
-                "; it looks channels-last, use x.permute(0, 3, 1, 2)"
-                if tensor.shape[3] == expected
-                else ""
-            )
-            raise InputError(
-                f"the model's first convolution {name!r} takes {expected} channels but the batch "
-                f"has shape {tuple(tensor.shape)}; expected (B, {expected}, H, W){hint}"
-            )
+    def run_model(self, x: torch.Tensor) -> Any:
+        """The model's raw output on ``x``; its own errors become :class:`InputError`."""
+        try:
+            with self.autocast.model_passes():
+                return self.model(x)
+        except GroupCAMError:
+            raise
+        except Exception as error:
+            raise model_failed(
+                f"the model ({type(self.model).__name__})",
+                tuple(x.shape),
+                self.input_layout,
+                error,
+            ) from error
 
     def gradient_pass(self, x: torch.Tensor, resolve_targets: TargetResolver) -> GradientPass:
         def run(x: torch.Tensor, capture: Capture) -> torch.Tensor:
             handle = self.layer.register_forward_hook(lambda module, inputs, out: capture(out))
             try:
-                raw = self.model(x)
+                raw = self.run_model(x)
             finally:
                 handle.remove()
             return select_output(raw, self.output)
 
-        result = gradient_at_layer(run, x, resolve_targets, self.layer_name)
-        if not self.outputs_probabilities and _look_like_probabilities(result.outputs):
-            warnings.warn(
-                "the model's outputs look like probabilities (non-negative rows summing to 1); "
-                "if its last layer applies softmax, pass model_outputs='probabilities' so that "
-                "Group-CAM does not apply softmax a second time",
-                stacklevel=4,
-            )
-        return result
+        return gradient_at_layer(run, x, resolve_targets, self.layer_name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+        # The gradient pass has run the model on this batch already: an error here
+        # is not the input's fault (out of memory, say), so it is passed on as it is.
+        with torch.inference_mode(), self.autocast.model_passes():
             return select_output(self.model(x), self.output)
 
     def to_numpy(self, array: Any) -> np.ndarray:
-        return array.detach().cpu().numpy() if torch.is_tensor(array) else np.asarray(array)
+        if not torch.is_tensor(array):
+            return np.asarray(array)
+        array = array.detach().cpu()
+        if array.dtype in (torch.bfloat16, torch.float16):
+            array = array.float()  # numpy has no bfloat16
+        return array.numpy()

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.explainer import pick_last_feature_layer, unknown_layer_error
+from groupcam_core.explainer import (
+    LayerCall,
+    LayerKind,
+    pick_last_feature_layer,
+    unknown_layer_error,
+)
 
-__all__ = ["find_last_feature_layer", "first_convolution", "resolve_layer"]
+__all__ = ["find_last_feature_layer", "resolve_layer"]
 
-_CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+_CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d, nn.LazyConv2d, nn.LazyConvTranspose2d)
+_POOLING = (
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.LPPool2d,
+    nn.FractionalMaxPool2d,
+)
 
 
 def _module_names(model: nn.Module) -> dict[str, nn.Module]:
@@ -42,53 +56,44 @@ def resolve_layer(model: nn.Module, target: str | nn.Module) -> tuple[str, nn.Mo
     )
 
 
-def first_convolution(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
-    """The first ``nn.Conv2d`` in registration order with a known input channel count."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and not isinstance(
-            module, nn.modules.lazy.LazyModuleMixin
-        ):
-            return name, module
-    return None
+def _kind(module: nn.Module) -> LayerKind:
+    if isinstance(module, _CONVOLUTIONS):
+        return "convolution"
+    if isinstance(module, _POOLING):
+        return "pooling"
+    return "other"
 
 
-def find_last_feature_layer(model: nn.Module, probe: Any) -> str:
+def find_last_feature_layer(model: nn.Module, run: Callable[[], Any]) -> str:
     """Name of the last module, in execution order, that outputs a spatial feature map.
 
-    Runs ``model`` once on ``probe`` with forward hooks on every submodule and
-    picks, among modules whose last call comes at or after the last call of a
-    convolution, the last one to finish whose output is a 4-D floating tensor
-    larger than 1x1 (so global pooling and the classifier are passed over). For
-    a torchvision ResNet that is ``layer4``; for EfficientNet the activation
-    after ``_conv_head``.
+    ``run()`` runs ``model`` once (on one probe image) while every submodule has
+    a forward hook; :func:`groupcam_core.explainer.pick_last_feature_layer`
+    chooses among the recorded calls. For a torchvision ResNet that is
+    ``layer4``; for EfficientNet the activation after ``_conv_head``; for VGG
+    the ReLU before the last max pooling.
     """
-    last_call: dict[str, tuple[int, bool]] = {}
+    last_call: dict[str, LayerCall] = {}
     counter = [0]
     handles = []
 
-    def make_hook(name: str):
+    def make_hook(name: str, kind: LayerKind):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             counter[0] += 1
-            spatial = (
-                torch.is_tensor(output)
-                and output.ndim == 4
-                and output.is_floating_point()
-                and output.shape[2] * output.shape[3] > 1
-            )
-            last_call[name] = (counter[0], bool(spatial))
+            is_map = torch.is_tensor(output) and output.ndim == 4 and output.is_floating_point()
+            spatial = bool(is_map and output.shape[2] * output.shape[3] > 1)
+            shape = tuple(output.shape) if torch.is_tensor(output) else ()
+            last_call[name] = LayerCall(name, counter[0], spatial, kind, shape)
 
         return hook
 
     modules = _module_names(model)
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+            handles.append(module.register_forward_hook(make_hook(name, _kind(module))))
         with torch.inference_mode():
-            model(probe)
+            run()
     finally:
         for handle in handles:
             handle.remove()
-
-    return pick_last_feature_layer(
-        last_call, [name for name, module in modules.items() if isinstance(module, _CONVOLUTIONS)]
-    )
+    return pick_last_feature_layer(list(last_call.values()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from torch import nn
@@ -12,7 +12,7 @@ from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
 
-from ._backend import OutputSelector, TorchBackend
+from ._backend import Autocast, OutputSelector, TorchBackend, model_device_and_dtype
 from ._layers import find_last_feature_layer, resolve_layer
 
 __all__ = ["GroupCAM", "evaluation_mode"]
@@ -48,12 +48,13 @@ class GroupCAM(ExplainerBase):
         The layer to explain: its dotted name as in ``model.named_modules()``
         (``"layer4"``, ``"features.28"``), the module itself, or ``None`` for the
         last module that outputs a spatial feature map after the last
-        convolution (found on the first call). If the module runs several times
-        in one forward pass, its last call is explained.
+        convolution (found on the first call; pooling layers are passed over).
+        If the module runs several times in one forward pass, its last call is
+        explained.
     groups
         Number of channel groups G (32 in the paper).
     variant
-        ``"paper"`` (default) or ``"official-head"``; see the algorithm docs.
+        ``"paper"`` (default) or ``"official-head"``; see docs/algorithm.md.
     batch_size
         Rows per masked forward pass, over all images and groups together.
         ``None`` picks a default for the model's device type (4 on CPU, 64 on
@@ -69,6 +70,16 @@ class GroupCAM(ExplainerBase):
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig` to override, e.g.
         ``percentile=None`` or ``blur_sigma=25.0``.
+
+    Notes
+    -----
+    The model is left as it was: each submodule's train/eval mode is restored,
+    hooks are removed (also when an exception is raised), parameters' ``.grad``
+    and ``requires_grad`` are untouched. Calls inside ``torch.no_grad()``,
+    ``torch.inference_mode()`` and ``torch.autocast(...)`` work; under autocast
+    the model's passes run in the autocast dtype while groupcam's own arithmetic
+    stays in float32. Calls from several threads on one model are serialized
+    (one lock per model, shared by every explainer of it).
 
     Examples
     --------
@@ -97,11 +108,12 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        self._setup(groups, variant, batch_size, settings)
+        super().__init__(model, groups, variant, batch_size, settings)
         self.model = model
         self.output = output
         self.model_outputs = model_outputs
         self._layer: tuple[str, nn.Module] | None = None
+        self._autocast: Autocast | None = None
         if target_layer is not None:
             self._layer = resolve_layer(model, target_layer)
 
@@ -110,24 +122,35 @@ class GroupCAM(ExplainerBase):
         """Dotted name of the explained layer (``None`` until found, when chosen automatically)."""
         return self._layer[0] if self._layer else None
 
-    def _backend_for(self, x: Any) -> TorchBackend:
-        if self._layer is None:
-            probe = TorchBackend(self.model, self.model, "", self.output).prepare_input(x)
-            if probe.ndim == 4 and probe.shape[0] > 0:
-                self._layer = resolve_layer(
-                    self.model, find_last_feature_layer(self.model, probe[:1])
-                )
-        name, layer = self._layer if self._layer else ("", self.model)
+    def _make_backend(self, layer: nn.Module, name: str) -> TorchBackend:
         return TorchBackend(
             self.model,
             layer,
             name,
             output=self.output,
             outputs_probabilities=self.model_outputs == "probabilities",
+            autocast=self._autocast,
         )
 
-    def _explaining(self) -> AbstractContextManager[None]:
-        return evaluation_mode(self.model)
+    def _backend_for(self, x: Any) -> TorchBackend:
+        if self._layer is None:
+            probe = self._make_backend(self.model, "")
+            batch = probe.prepare_input(x)
+            if batch.ndim == 4 and batch.shape[0] > 0:
+                name = find_last_feature_layer(self.model, lambda: probe.run_model(batch[:1]))
+                self._layer = resolve_layer(self.model, name)
+        name, layer = self._layer if self._layer else ("", self.model)
+        return self._make_backend(layer, name)
+
+    @contextmanager
+    def _explaining(self) -> Iterator[None]:
+        device, _ = model_device_and_dtype(self.model)
+        self._autocast = Autocast.ambient(device.type)
+        try:
+            with evaluation_mode(self.model), self._autocast.core_arithmetic():
+                yield
+        finally:
+            self._autocast = None
 
     def __repr__(self) -> str:
         layer = self.target_layer_name or "<last feature layer>"

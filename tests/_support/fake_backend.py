@@ -13,6 +13,8 @@ from groupcam_core.protocol import GradientPass
 
 
 class FakeNumpyBackend:
+    layer_name = "fake"
+
     def __init__(
         self,
         channels: int = 10,

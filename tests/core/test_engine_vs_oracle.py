@@ -7,7 +7,7 @@ import pytest
 from _support.fake_backend import FakeNumpyBackend
 from _support.oracle import oracle_groupcam
 
-from groupcam_core import explain, make_config
+from groupcam_core import explain_group_cam, make_config
 
 
 def _images(batch: int, layout: str, seed: int = 1, size: int = 32) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_core_matches_oracle(variant: str, layout: str, dtype, tolerance: float)
     # K = 10 channels in G = 4 groups: sizes 3, 3, 2, 2 (not divisible).
     backend = FakeNumpyBackend(channels=10, layout=layout)
     x = _images(3, layout).astype(dtype)
-    exp = explain(backend, x, config=make_config(variant, groups=4))
+    exp = explain_group_cam(backend, x, config=make_config(variant, groups=4))
     oracle, chosen = _oracle_for(backend, x.astype(np.float64), 4, variant)
     np.testing.assert_array_equal(exp.targets, chosen)
     assert exp.saliency.dtype == np.float32
@@ -81,7 +81,7 @@ def test_constant_groups_are_skipped_or_zero_and_never_nan(variant: str) -> None
     # their weighted sum is 0 everywhere, so that group map is constant.
     backend = FakeNumpyBackend(channels=10, dead_channels=(6, 7))
     x = _images(2, "channels_first")
-    exp = explain(backend, x, config=make_config(variant, groups=4))
+    exp = explain_group_cam(backend, x, config=make_config(variant, groups=4))
     oracle, _ = _oracle_for(backend, x, 4, variant)
     assert np.isfinite(exp.saliency).all()
     np.testing.assert_allclose(exp.saliency, oracle.saliency, atol=1e-5)
@@ -91,7 +91,8 @@ def test_constant_groups_are_skipped_or_zero_and_never_nan(variant: str) -> None
         assert not exp.skipped_groups[:, [0, 1, 3]].any()
         # 2 blurred baselines + 2 images x 3 groups, not 2 x 4.
         assert sum(backend.chunk_rows) == 2 + 2 * 3
-        np.testing.assert_array_equal(exp.forward_passes, [4, 4])
+        # The gradient pass, the baseline and 3 groups.
+        np.testing.assert_array_equal(exp.forward_passes, [5, 5])
     else:
         assert not exp.skipped_groups.any()
         assert sum(backend.chunk_rows) == 2 + 2 * 4
@@ -104,7 +105,7 @@ def test_fully_degenerate_image_gives_zeros_and_flag(variant: str) -> None:
     backend = FakeNumpyBackend(channels=8)
     x = _images(2, "channels_first")
     x[1] = 0.25
-    exp = explain(backend, x, config=make_config(variant, groups=4))
+    exp = explain_group_cam(backend, x, config=make_config(variant, groups=4))
     oracle, _ = _oracle_for(backend, x, 4, variant)
     np.testing.assert_array_equal(exp.degenerate, [False, True])
     np.testing.assert_array_equal(oracle.degenerate, [False, True])
@@ -117,7 +118,7 @@ def test_explicit_targets_match_oracle() -> None:
     backend = FakeNumpyBackend(channels=12, classes=6)
     x = _images(3, "channels_first", seed=5)
     targets = [4, 0, 2]
-    exp = explain(backend, x, targets=targets, config=make_config(groups=3))
+    exp = explain_group_cam(backend, x, targets=targets, config=make_config(groups=3))
     oracle, _ = _oracle_for(backend, x, 3, "paper", targets=targets)
     np.testing.assert_array_equal(exp.targets, targets)
     np.testing.assert_allclose(exp.saliency, oracle.saliency, atol=1e-5)
@@ -126,7 +127,7 @@ def test_explicit_targets_match_oracle() -> None:
 def test_probability_outputs_are_not_softmaxed_twice() -> None:
     backend = FakeNumpyBackend(channels=8, softmax_output=True)
     x = _images(2, "channels_first", seed=3)
-    exp = explain(backend, x, config=make_config(groups=4))
+    exp = explain_group_cam(backend, x, config=make_config(groups=4))
     oracle, _ = _oracle_for(backend, x, 4, "paper")
     np.testing.assert_allclose(exp.baseline_scores, oracle.baseline, atol=1e-6)
     np.testing.assert_allclose(exp.saliency, oracle.saliency, atol=1e-5)
@@ -140,8 +141,8 @@ def test_probability_outputs_are_not_softmaxed_twice() -> None:
 def test_chunk_size_does_not_change_the_result(batch_size: int) -> None:
     backend = FakeNumpyBackend(channels=10)
     x = _images(2, "channels_first")
-    reference = explain(backend, x, config=make_config(groups=5), batch_size=2)
-    exp = explain(backend, x, config=make_config(groups=5), batch_size=batch_size)
+    reference = explain_group_cam(backend, x, config=make_config(groups=5), batch_size=2)
+    exp = explain_group_cam(backend, x, config=make_config(groups=5), batch_size=batch_size)
     np.testing.assert_allclose(exp.saliency, reference.saliency, atol=1e-12)
 
 
@@ -150,29 +151,29 @@ def test_fixed_batch_shape_pads_the_tail_to_a_power_of_two() -> None:
     free = FakeNumpyBackend(channels=10, fixed_batch_shape=False)
     x = _images(2, "channels_first")
     config = make_config(groups=5)
-    explain(free, x, config=config, batch_size=1000)
+    explain_group_cam(free, x, config=config, batch_size=1000)
     rows = free.chunk_rows.pop()  # every input in one chunk
     assert rows >= 8
     free.chunk_rows.clear()
-    padded = explain(fixed, x, config=config, batch_size=rows - 3)
-    plain = explain(free, x, config=config, batch_size=rows - 3)
+    padded = explain_group_cam(fixed, x, config=config, batch_size=rows - 3)
+    plain = explain_group_cam(free, x, config=config, batch_size=rows - 3)
     assert free.chunk_rows == [rows - 3, 3]
     assert fixed.chunk_rows == [rows - 3, 4]
     np.testing.assert_allclose(padded.saliency, plain.saliency, atol=1e-12)
     # A tail of 1 is not padded; one above a power of two is padded to the next.
     fixed.chunk_rows.clear()
-    explain(fixed, x, config=config, batch_size=rows - 1)
+    explain_group_cam(fixed, x, config=config, batch_size=rows - 1)
     assert fixed.chunk_rows == [rows - 1, 1]
     fixed.chunk_rows.clear()
-    explain(fixed, x, config=config, batch_size=rows - 5)
+    explain_group_cam(fixed, x, config=config, batch_size=rows - 5)
     assert fixed.chunk_rows == [rows - 5, min(8, rows - 5)]
 
 
 def test_same_call_twice_is_identical() -> None:
     backend = FakeNumpyBackend(channels=10)
     x = _images(2, "channels_first")
-    first = explain(backend, x, config=make_config(groups=4))
-    second = explain(backend, x, config=make_config(groups=4))
+    first = explain_group_cam(backend, x, config=make_config(groups=4))
+    second = explain_group_cam(backend, x, config=make_config(groups=4))
     np.testing.assert_array_equal(first.saliency, second.saliency)
 
 
@@ -180,9 +181,9 @@ def test_one_by_one_equals_batch() -> None:
     backend = FakeNumpyBackend(channels=10)
     x = _images(3, "channels_first")
     config = make_config(groups=4)
-    whole = explain(backend, x, config=config)
+    whole = explain_group_cam(backend, x, config=config)
     for b in range(3):
-        single = explain(backend, x[b : b + 1], config=config)
+        single = explain_group_cam(backend, x[b : b + 1], config=config)
         np.testing.assert_allclose(single.saliency[0], whole.saliency[b], atol=1e-12)
 
 

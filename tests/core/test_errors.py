@@ -12,7 +12,7 @@ from groupcam_core import (
     ModelOutputError,
     TargetError,
     TargetLayerError,
-    explain,
+    explain_group_cam,
     make_config,
 )
 
@@ -33,7 +33,7 @@ def _x(batch: int = 2) -> np.ndarray:
 )
 def test_bad_input_shapes(x, error, message) -> None:
     with pytest.raises(error, match=message):
-        explain(FakeNumpyBackend(), x, config=CONFIG)
+        explain_group_cam(FakeNumpyBackend(), x, config=CONFIG)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -41,7 +41,7 @@ def test_non_finite_input(bad: float) -> None:
     x = _x()
     x[1, 2, 3, 4] = bad
     with pytest.raises(InputError, match="NaN or inf"):
-        explain(FakeNumpyBackend(), x, config=CONFIG)
+        explain_group_cam(FakeNumpyBackend(), x, config=CONFIG)
 
 
 @pytest.mark.parametrize(
@@ -59,24 +59,26 @@ def test_non_finite_input(bad: float) -> None:
 )
 def test_bad_targets(targets, message: str) -> None:
     with pytest.raises(TargetError, match=message):
-        explain(FakeNumpyBackend(classes=5), _x(), targets=targets, config=CONFIG)
+        explain_group_cam(FakeNumpyBackend(classes=5), _x(), targets=targets, config=CONFIG)
 
 
 def test_numpy_integer_targets_are_accepted() -> None:
-    exp = explain(FakeNumpyBackend(classes=5), _x(), targets=np.array([3, 1]), config=CONFIG)
+    exp = explain_group_cam(
+        FakeNumpyBackend(classes=5), _x(), targets=np.array([3, 1]), config=CONFIG
+    )
     np.testing.assert_array_equal(exp.targets, [3, 1])
-    exp = explain(FakeNumpyBackend(classes=5), _x(), targets=np.int64(2), config=CONFIG)
+    exp = explain_group_cam(FakeNumpyBackend(classes=5), _x(), targets=np.int64(2), config=CONFIG)
     np.testing.assert_array_equal(exp.targets, [2, 2])
 
 
 def test_groups_above_channels() -> None:
     with pytest.raises(ConfigError, match="groups=11 is more than the 10 channels"):
-        explain(FakeNumpyBackend(channels=10), _x(), config=make_config(groups=11))
+        explain_group_cam(FakeNumpyBackend(channels=10), _x(), config=make_config(groups=11))
 
 
 def test_bad_batch_size() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
-        explain(FakeNumpyBackend(), _x(), config=CONFIG, batch_size=0)
+        explain_group_cam(FakeNumpyBackend(), _x(), config=CONFIG, batch_size=0)
 
 
 class _WrongOutput(FakeNumpyBackend):
@@ -96,14 +98,14 @@ class _PooledFeatures(FakeNumpyBackend):
 
 def test_model_output_that_is_not_batch_by_classes() -> None:
     with pytest.raises(ModelOutputError, match=r"shape \(2, 5, 1\) .* \(2, classes\)"):
-        explain(_WrongOutput(classes=5), _x(), config=CONFIG)
+        explain_group_cam(_WrongOutput(classes=5), _x(), config=CONFIG)
 
 
 def test_non_finite_model_output() -> None:
     with pytest.raises(ModelOutputError, match="NaN or inf"):
-        explain(_NanOutput(), _x(), config=CONFIG)
+        explain_group_cam(_NanOutput(), _x(), config=CONFIG)
 
 
 def test_layer_without_spatial_extent() -> None:
     with pytest.raises(TargetLayerError, match="1x1 map"):
-        explain(_PooledFeatures(), _x(), config=CONFIG)
+        explain_group_cam(_PooledFeatures(), _x(), config=CONFIG)

@@ -11,7 +11,7 @@ import pytest
 from _support.fake_backend import FakeNumpyBackend
 from _support.oracle import gaussian_blur_image
 
-from groupcam_core import explain, make_config
+from groupcam_core import explain_group_cam, make_config
 from groupcam_core.errors import BackendError, ConfigError, InputError, TargetError
 from groupcam_core.explainer import ExplainerBase
 from groupcam_core.metrics import (
@@ -94,7 +94,7 @@ class FakeExplainer(ExplainerBase):
     """A groupcam explainer around a fake backend that records its explanation context."""
 
     def __init__(self, backend: FakeNumpyBackend) -> None:
-        self._setup(4, "paper", None, {})
+        super().__init__(backend, 4, "paper", None, {})
         self.backend = backend
         self.events: list[str] = []
         self.targets_seen: list[object] = []
@@ -545,8 +545,10 @@ def test_sanity_check_explains_randomised_models_for_the_original_targets() -> N
     models = [("same", trained), ("other", FakeNumpyBackend(seed=11))]
     result = sanity_check(make_explainer, trained, iter(models), x)
     config = make_config(groups=4)
-    reference = explain(trained, x, config=config)
-    other = explain(FakeNumpyBackend(seed=11), x, targets=reference.targets, config=config)
+    reference = explain_group_cam(trained, x, config=config)
+    other = explain_group_cam(
+        FakeNumpyBackend(seed=11), x, targets=reference.targets, config=config
+    )
     expected = rank_correlations(
         reference.saliency, [("same", reference.saliency), ("other", other.saliency)]
     )

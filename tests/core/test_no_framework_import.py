@@ -14,11 +14,11 @@ def test_core_imports_no_framework() -> None:
         "import json, sys\n"
         "import numpy as np\n"
         "import groupcam_core, groupcam_core.cli, groupcam_core.visualization\n"
-        "from groupcam_core import explain, make_config\n"
+        "from groupcam_core import explain_group_cam, make_config\n"
         "sys.path.insert(0, 'tests')\n"
         "from _support.fake_backend import FakeNumpyBackend\n"
         "x = np.random.default_rng(0).normal(size=(2, 3, 16, 16))\n"
-        "explain(FakeNumpyBackend(), x, config=make_config(groups=4))\n"
+        "explain_group_cam(FakeNumpyBackend(), x, config=make_config(groups=4))\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r})))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

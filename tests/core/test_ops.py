@@ -76,7 +76,7 @@ def test_min_max_normalise_flags_constant_and_nan_maps() -> None:
     maps = np.stack(
         [np.arange(6.0).reshape(2, 3), np.full((2, 3), 4.0), np.full((2, 3), np.nan), with_inf]
     )
-    normalised, constant = ops.min_max_normalise(maps, xp)
+    normalised, constant = ops.min_max_normalize(maps, xp)
     np.testing.assert_array_equal(constant, [False, True, True, True])
     assert np.isfinite(normalised).all()
     np.testing.assert_allclose(normalised[0], np.arange(6.0).reshape(2, 3) / 5)

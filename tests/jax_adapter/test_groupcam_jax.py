@@ -319,7 +319,7 @@ def test_wrong_kinds_of_model_are_refused(blob_net) -> None:
     with pytest.raises(BackendError, match="callable"):
         GroupCAM(np.zeros(3), lambda h: h)
     with pytest.raises(BackendError, match="leave target_layer out"):
-        GroupCAM(*blob_net_functions(blob_net)).way_in.resolve("other")
+        GroupCAM(*blob_net_functions(blob_net)).way_in.resolve("other", "channels_last")
 
 
 def test_outputs_are_selected_and_checked(blob_net) -> None:

@@ -1,4 +1,7 @@
-"""Step 1 with torch autograd, shared by groupcam_torch and Keras on its torch backend."""
+"""Step 1 with torch autograd: one forward pass and the gradient at one layer's output.
+
+Shared by :mod:`groupcam_torch` and ``groupcam_keras`` on Keras' torch backend.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 import torch
 
-from groupcam_core.errors import TargetLayerError
+from groupcam_core.errors import TargetLayerError, layer_not_called, layer_not_connected
 from groupcam_core.protocol import GradientPass, TargetResolver
 
 __all__ = ["Capture", "gradient_at_layer"]
@@ -60,18 +63,13 @@ def gradient_at_layer(
         captured["activations"] = leaf
         return leaf.clone()
 
-    not_connected = TargetLayerError(
-        f"the model's output does not depend on target layer {layer_name!r} "
-        "through differentiable operations"
-    )
+    not_connected = layer_not_connected(layer_name)
     with torch.inference_mode(False), torch.enable_grad():
         x = x.clone()  # an inference tensor (made under inference_mode) becomes usable
         with torch.no_grad():
             outputs = run(x, capture)
         if "activations" not in captured:
-            raise TargetLayerError(
-                f"target layer {layer_name!r} was not called during the forward pass"
-            )
+            raise layer_not_called(layer_name)
         activations = captured["activations"]
         targets = resolve_targets(outputs.detach())
         if not outputs.requires_grad:

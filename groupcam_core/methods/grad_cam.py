@@ -1,0 +1,57 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..explainer import as_backend
+from ..plumbing import feature_maps, prepare_batch
+from ..targets import TargetSpec
+from .result import MethodResult, finish
+
+__all__ = ["grad_cam", "run_grad_cam"]
+
+
+def run_grad_cam(explainer: Any, x: Any, targets: TargetSpec = None) -> MethodResult:
+    """Grad-CAM maps with their targets and costs; see :func:`grad_cam`."""
+    with as_backend(explainer, x) as backend:
+        batch = prepare_batch(backend, x)
+        xp = batch.xp
+        features = feature_maps(batch, targets, "Grad-CAM")
+        alpha = xp.mean(features.gradients, axis=(2, 3))
+        cam = xp.sum(alpha[:, :, None, None] * features.activations, axis=1)
+        cam = xp.maximum(cam, xp.zeros_like(cam))
+        upsampled = ops.resize_bilinear(cam, batch.height, batch.width, xp)
+        passes = np.ones(batch.size, dtype=np.int64)
+        return finish(batch, upsampled, features.result.targets, passes, "grad-cam")
+
+
+def grad_cam(explainer: Any, x: Any, targets: TargetSpec = None) -> np.ndarray:
+    """Grad-CAM saliency maps (Selvaraju et al., ICCV 2017).
+
+    ``alpha_k`` is the spatial mean of the gradient of the target's raw output
+    (the logit, or the probability for models that output probabilities) with
+    respect to the target layer's channel ``k``; the map is
+    ``ReLU(sum_k alpha_k A_k)`` at feature resolution, upsampled bilinearly to
+    the input size (half-pixel centres) and min-max normalized. One gradient
+    pass per image.
+
+    Parameters
+    ----------
+    explainer
+        A groupcam explainer (its model and target layer are used) or a
+        :class:`~groupcam_core.Backend`.
+    x
+        The batch the model consumes, in its input layout.
+    targets
+        ``None`` (each image's top class), one int for all images, or one int per image.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(B, H, W)`` maps in [0, 1]; zeros where the map is constant.
+    """
+    return run_grad_cam(explainer, x, targets).saliency
