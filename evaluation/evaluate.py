@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,6 @@ class Scores:
     deletion: metrics.CausalCurves
     pointing: np.ndarray | None = None
     energy: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def methods(rise_masks: int) -> list[Method]:

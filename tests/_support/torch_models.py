@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -110,10 +111,14 @@ def blob_images(count: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.n
     return images, labels, centres
 
 
-def trained_blob_net(steps: int = 150) -> nn.Module:
-    """A small CNN trained for a few seconds to tell the colour of the blob."""
+#: The trained blob net's weights, shipped so that no test session trains it again.
+BLOB_NET_WEIGHTS = Path(__file__).with_name("assets") / "blob_net.npz"
+
+
+def blob_net_architecture() -> nn.Sequential:
+    """The blob net's layers, untrained (seeded)."""
     torch.manual_seed(0)
-    model = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(16, 32, 3, stride=2, padding=1),
@@ -125,6 +130,11 @@ def trained_blob_net(steps: int = 150) -> nn.Module:
         nn.Flatten(),
         nn.Linear(32, 4),
     )
+
+
+def train_blob_net(steps: int = 150) -> nn.Module:
+    """Train the blob net for a few seconds to tell the colour of the blob (seeded)."""
+    model = blob_net_architecture()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for step in range(steps):
@@ -137,3 +147,26 @@ def trained_blob_net(steps: int = 150) -> nn.Module:
         optimiser.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
+
+
+def trained_blob_net() -> nn.Module:
+    """The trained blob net, loaded from ``assets/blob_net.npz`` (in eval mode).
+
+    Regenerate the asset with ``python tests/_support/torch_models.py``.
+    """
+    model = blob_net_architecture()
+    with np.load(BLOB_NET_WEIGHTS) as saved:
+        state = {name: torch.from_numpy(saved[name].copy()) for name in saved.files}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def save_blob_net(model: nn.Module, path: Path = BLOB_NET_WEIGHTS) -> None:
+    """Write the blob net's state (parameters and BatchNorm buffers) as ``.npz``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{name: t.detach().cpu().numpy() for name, t in model.state_dict().items()})
+
+
+if __name__ == "__main__":
+    save_blob_net(train_blob_net())
+    print(f"wrote {BLOB_NET_WEIGHTS}")
