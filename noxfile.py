@@ -1,26 +1,21 @@
-"""Sessions: lint, core, torch, keras-{tensorflow,jax,torch}, jax; bench, evaluate, docs.
+"""Sessions: lint, core, torch, keras-and-jax (the test suite); bench, evaluate, docs.
 
-Run ``nox`` for the default sessions: the whole test suite.
+Run ``nox`` for the default sessions: the whole test suite. ``nox -- -m "not slow"``
+skips the slow tests for a quicker loop while developing.
 """
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = [
-    "lint",
-    "core",
-    "torch",
-    "keras-tensorflow",
-    "keras-jax",
-    "keras-torch",
-    "jax",
-]
+nox.options.sessions = ["lint", "core", "torch", "keras-and-jax"]
 nox.options.reuse_existing_virtualenvs = True
 
 # A local CPU build; an unpinned torch would pull a multi-GB CUDA build here.
 TORCH = "torch==2.13.0"
 RUFF = "ruff==0.17.6"
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+JAX_WAYS = "jax-linen,jax-nnx,jax-functions"
 
 
 @nox.session
@@ -40,46 +35,40 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def torch(session: nox.Session) -> None:
-    """PyTorch adapter tests, including the pretrained EfficientNet-Lite0 checks."""
+    """PyTorch adapter tests (torch alone), with the contract suite for the torch way."""
     session.install(TORCH)
     session.install(".[torch,test]")
-    session.run("pytest", "tests/torch", *session.posargs)
+    session.run(
+        "pytest", "tests/torch", "tests/contract", *session.posargs, env={"GROUPCAM_WAYS": "torch"}
+    )
 
 
-KERAS_BACKENDS = {"tensorflow": [], "jax": ["jax[cpu]"], "torch": []}
+@nox.session(name="keras-and-jax")
+def keras_and_jax(session: nox.Session) -> None:
+    """Keras on each of its three backends, then the JAX adapter, in one environment.
 
-
-def _keras(session: nox.Session, backend: str) -> None:
-    # torch is installed in every Keras session: the parity tests compare with groupcam_torch.
+    Keras picks its backend once per process, so each backend runs in its own
+    pytest process; the contract suite runs for each Keras backend and for the
+    three JAX ways in (linen, NNX, plain functions). torch is installed for the
+    comparisons with groupcam_torch.
+    """
     session.install(TORCH)
-    session.install(".[torch,keras,test]", *KERAS_BACKENDS[backend])
-    session.run("pytest", "tests/keras", *session.posargs, env={"KERAS_BACKEND": backend})
-
-
-@nox.session(name="keras-tensorflow")
-def keras_tensorflow(session: nox.Session) -> None:
-    """Keras adapter tests on the TensorFlow backend."""
-    _keras(session, "tensorflow")
-
-
-@nox.session(name="keras-jax")
-def keras_jax(session: nox.Session) -> None:
-    """Keras adapter tests on the JAX backend."""
-    _keras(session, "jax")
-
-
-@nox.session(name="keras-torch")
-def keras_torch(session: nox.Session) -> None:
-    """Keras adapter tests on the PyTorch backend."""
-    _keras(session, "torch")
-
-
-@nox.session
-def jax(session: nox.Session) -> None:
-    """JAX adapter tests (Flax linen, Flax NNX, plain functions), with torch parity."""
-    session.install(TORCH)
-    session.install(".[torch,jax,test]", "jax[cpu]")
-    session.run("pytest", "tests/jax_adapter", *session.posargs)
+    session.install(".[torch,keras,jax,test]", "jax[cpu]")
+    for backend in KERAS_BACKENDS:
+        session.run(
+            "pytest",
+            "tests/keras",
+            "tests/contract",
+            *session.posargs,
+            env={"KERAS_BACKEND": backend, "GROUPCAM_WAYS": f"keras-{backend}"},
+        )
+    session.run(
+        "pytest",
+        "tests/jax_adapter",
+        "tests/contract",
+        *session.posargs,
+        env={"GROUPCAM_WAYS": JAX_WAYS},
+    )
 
 
 @nox.session

@@ -104,8 +104,10 @@ def score_cam(
     1. One gradient pass gives the target layer's activations ``A`` (the gradients
        are not used) and the target classes.
     2. Each channel ``A_k`` is upsampled bilinearly to the input size and min-max
-       normalized to [0, 1]: the mask ``M_k``. Constant channels are skipped (no
-       pass, no weight).
+       normalized to [0, 1]: the mask ``M_k``. Channels constant at feature
+       resolution are skipped (no pass, no weight); the reference tests
+       constancy after upsampling, where rounding noise can make a mask of
+       noise.
     3. ``s_k`` = softmax probability of the target class on ``x * M_k`` (the mask
        broadcast over the input channels; no baseline is subtracted). For models
        that output probabilities, their output is used as is.
@@ -134,6 +136,10 @@ def score_cam(
     Notes
     -----
     Cost: one gradient pass plus one forward pass per non-constant channel and
-    image (``B * K`` at most).
+    image (``B * K`` at most). The layer's own output is explained even when an
+    in-place operation after it rewrites the tensor (the reference's hook keeps
+    the tensor itself). docs/evaluating.md says how torchcam's ``ScoreCAM``
+    differs (it normalizes and merges at feature resolution and weights by a
+    softmax over channels).
     """
     return run_score_cam(explainer, x, targets, batch_size).saliency

@@ -1,6 +1,6 @@
 """A deliberately plain Group-CAM: one image, one group, one pixel at a time.
 
-Written from section 2 of the design notes with numpy only, in float64, and
+Written from docs/algorithm.md with numpy only, in float64, and
 sharing no code with groupcam_core. The vectorised core is checked against it.
 """
 

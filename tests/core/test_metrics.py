@@ -577,7 +577,25 @@ def test_sanity_check_accepts_plain_callables() -> None:
     np.testing.assert_allclose(result.correlations, [[-1.0, -1.0]])
     assert calls == [[0, 1], [0, 1]]
     with pytest.raises(BackendError, match="make_explainer"):
-        sanity_check(lambda m: 3, None, [], x)
+        sanity_check(lambda m: 3, None, [], x, targets=0)
+
+
+def test_sanity_check_with_a_plain_callable_needs_targets() -> None:
+    # Without targets each randomised model would explain its own top class, and
+    # the correlations would compare explanations of different classes.
+    x = _batch(2)
+    calls = []
+
+    def make_explainer(scale):
+        def method(images, targets):
+            calls.append(targets)
+            return images[:, 0] * scale
+
+        return method
+
+    with pytest.raises(ConfigError, match="plain callable explainer needs targets"):
+        sanity_check(make_explainer, 1.0, [("flipped", -1.0)], x)
+    assert calls == []  # refused before anything ran
 
 
 def test_a_constant_map_points_nowhere() -> None:

@@ -11,6 +11,7 @@ import pytest
 from _support.jax_models import (
     LinenBlobNet,
     NnxBlobNet,
+    Relu,
     blob_net_functions,
     linen_blob_variables,
     nnx_blob_net,
@@ -24,7 +25,6 @@ from groupcam_core import (
     InputError,
     LayerNotFoundError,
     ModelOutputError,
-    TargetError,
     TargetLayerError,
 )
 from groupcam_jax import GroupCAM
@@ -230,20 +230,6 @@ def _three_ways(blob_net, **kwargs):
     }
 
 
-def test_results_are_deterministic_and_well_formed(blob_net) -> None:
-    x = images(3)
-    for name, cam in _three_ways(blob_net).items():
-        first, second = cam.explain(x), cam.explain(x)
-        np.testing.assert_array_equal(first.saliency, second.saliency, err_msg=name)
-        assert first.saliency.dtype == np.float32
-        assert first.saliency.shape == (3, 32, 32)
-        assert first.saliency.min() >= 0.0
-        assert first.saliency.max() <= 1.0
-        assert first.group_scores.shape == (3, 8)
-        assert first.layer == cam.target_layer_name
-        np.testing.assert_array_equal(cam(x, targets=[1, 2, 0]), cam.explain(x, [1, 2, 0]).saliency)
-
-
 @pytest.mark.parametrize(
     ("target", "close"),
     [("relu_6", "relu6"), ("c55", "c5"), ("bn", "bn3")],
@@ -256,12 +242,31 @@ def test_unknown_paths_list_close_matches(blob_net, target, close) -> None:
             cam.explain(images())
         assert isinstance(raised.value, KeyError)
         assert isinstance(raised.value, ValueError)
+    # Caught at construction, before any batch is seen: linen traces the module
+    # abstractly on a probe when the path is not in the variables tree.
     with pytest.raises(LayerNotFoundError, match=repr(close)):
-        GroupCAM.from_nnx(nnx_blob_net(blob_net), target).explain(images())
+        GroupCAM.from_nnx(nnx_blob_net(blob_net), target)
     with pytest.raises(LayerNotFoundError, match=repr(close)):
-        GroupCAM.from_linen(LinenBlobNet(), linen_blob_variables(blob_net), target).explain(
-            images()
-        )
+        GroupCAM.from_linen(LinenBlobNet(), linen_blob_variables(blob_net), target)
+
+
+class _FlattenHead(linen.Module):
+    """Needs exactly 32 x 32 inputs (a Dense on the flattened map): probes of other sizes fail."""
+
+    @linen.compact
+    def __call__(self, x):
+        x = Relu(name="act")(linen.Conv(4, (3, 3), name="conv")(x))
+        return linen.Dense(3, name="head")(x.reshape(x.shape[0], -1))
+
+
+def test_a_parameter_free_linen_layer_of_a_fixed_size_model_is_checked_on_first_call() -> None:
+    module = _FlattenHead()
+    variables = module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    cam = GroupCAM.from_linen(module, variables, "act", groups=2)  # no probe fits: accepted
+    assert cam.explain(images()).saliency.shape == (2, 32, 32)
+    misspelt = GroupCAM.from_linen(module, variables, "actt", groups=2)
+    with pytest.raises(LayerNotFoundError, match="'act'"):
+        misspelt.explain(images())
 
 
 def test_a_layer_that_is_not_a_feature_map_is_refused(blob_net) -> None:
@@ -270,37 +275,14 @@ def test_a_layer_that_is_not_a_feature_map_is_refused(blob_net) -> None:
         cam.explain(images())
 
 
-def test_bad_inputs_get_clear_errors(blob_net) -> None:
+def test_a_wrong_channel_count_names_the_batch(blob_net) -> None:
     for name, cam in _three_ways(blob_net).items():
-        with pytest.raises(InputError, match="4-D batch"):
-            cam.explain(images()[0])
-        with pytest.raises(InputError, match="empty"):
-            cam.explain(images()[:0])
-        bad = images()
-        bad[1, 3, 4, 0] = np.nan
-        with pytest.raises(InputError, match="NaN"):
-            cam.explain(bad)
-        with pytest.raises(InputError, match="floating-point"):
-            cam.explain(np.zeros((1, 32, 32, 3), dtype=np.int32))
-        with pytest.raises(InputError, match=r"looks channels-first") as raised:
-            cam.explain(images().transpose(0, 3, 1, 2).copy())
-        assert raised.value.__cause__ is not None, name
-        with pytest.raises(InputError, match=r"\(2, 32, 32, 4\)"):
+        with pytest.raises(InputError, match=r"\(2, 32, 32, 4\)") as raised:
             cam.explain(np.zeros((2, 32, 32, 4), dtype=np.float32))
+        assert raised.value.__cause__ is not None, name
 
 
-def test_bad_targets_and_settings_get_clear_errors(blob_net) -> None:
-    cam = _three_ways(blob_net)["linen"]
-    with pytest.raises(TargetError, match="out of range"):
-        cam.explain(images(), targets=4)
-    with pytest.raises(TargetError, match="2 targets for a batch of 3"):
-        cam.explain(images(3), targets=[0, 1])
-    with pytest.raises(ConfigError, match="groups=64"):
-        GroupCAM.from_linen(
-            LinenBlobNet(), linen_blob_variables(blob_net), "relu6", groups=64
-        ).explain(images())
-    with pytest.raises(ConfigError, match="groups"):
-        GroupCAM.from_nnx(nnx_blob_net(blob_net), "relu6", groups=0)
+def test_bad_jax_settings_get_clear_errors(blob_net) -> None:
     with pytest.raises(ConfigError, match="layout"):
         GroupCAM(*blob_net_functions(blob_net), layout="NHWC")
     with pytest.raises(ConfigError, match="model_outputs"):
