@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from groupcam_core.cli import main
 
 
+@pytest.mark.slow
 def test_demo_writes_overlays_and_grid(tmp_path, capsys) -> None:
     out = tmp_path / "pictures"
     assert main(["demo", "--out", str(out), "--groups", "16"]) == 0

@@ -11,6 +11,8 @@ from groupcam_core.samples import SAMPLE_PHOTOS, imagenet_class_names, load_samp
 from groupcam_torch import GroupCAM
 from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
 
+pytestmark = pytest.mark.slow
+
 KEEP = 0.3
 RANDOM_DRAWS = 8
 

@@ -83,6 +83,7 @@ def test_object_free_backgrounds_are_near_chance(
     assert (_predict(model, backgrounds) == held_out.labels).mean() < 0.35
 
 
+@pytest.mark.slow
 def test_groupcam_points_at_the_object(model: torch.nn.Module, held_out: SyntheticScenes) -> None:
     x = torch.from_numpy(channels_first(held_out.images))
     maps = GroupCAM(model, target_layer=synthetic_model.TARGET_LAYER, groups=16)(x)
