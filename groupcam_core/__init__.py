@@ -50,12 +50,16 @@ from .metrics import (
 )
 from .protocol import Backend, GradientPass, Layout
 from .result import Explanation
+from .targets import ClassLogit, ClassProbability, RegressionOutput, SegmentationClass
+from .transforms import tokens_to_grid
 
 __all__ = [
     "METHODS",
     "VARIANTS",
     "Backend",
     "BackendError",
+    "ClassLogit",
+    "ClassProbability",
     "CausalCurves",
     "ConfidenceChange",
     "EnergyPointingGame",
@@ -71,6 +75,8 @@ __all__ = [
     "MethodResult",
     "ModelOutputError",
     "PointingGame",
+    "RegressionOutput",
+    "SegmentationClass",
     "RandomizationCorrelations",
     "TargetError",
     "TargetLayerError",
@@ -91,4 +97,5 @@ __all__ = [
     "run_method",
     "sanity_check",
     "score_cam",
+    "tokens_to_grid",
 ]

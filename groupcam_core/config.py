@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .plumbing import positive_int, real_number
 
-__all__ = ["VARIANTS", "GroupCAMConfig", "MergeSource", "make_config"]
+__all__ = ["VARIANTS", "GroupCAMConfig", "Grouping", "LayerFusion", "MergeSource", "make_config"]
 
 MergeSource = Literal["masks", "upsampled"]
+Grouping = Literal["contiguous", "kmeans"]
+LayerFusion = Literal["mean", "max"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,13 @@ class GroupCAMConfig:
     Parameters
     ----------
     groups
-        Number of channel groups G. Channels are split into G contiguous groups in
-        channel order, as ``numpy.array_split`` does when K is not a multiple of G.
+        Number of channel groups G.
+    grouping
+        ``"contiguous"`` (the paper): channels are split into G contiguous
+        groups in channel order, as ``numpy.array_split`` does when K is not a
+        multiple of G. ``"kmeans"``: per image, channels are clustered into G
+        groups by k-means on their spatial patterns (as the reference code's
+        ``cluster_method="k_means"``), seeded and deterministic.
     percentile
         Denoising percentile in (0, 100): per image and group, values not strictly
         above this percentile of the feature-resolution map become 0. ``None``
@@ -45,6 +52,9 @@ class GroupCAMConfig:
         upsampled maps before normalisation.
     final_relu
         Apply a ReLU to the merged map before its min-max normalisation.
+    layer_fusion
+        With several target layers: how their maps (each min-max normalized)
+        become one: ``"mean"`` or ``"max"`` per pixel, then min-max normalized.
     """
 
     groups: int = 32
@@ -55,37 +65,30 @@ class GroupCAMConfig:
     score_relu: bool = False
     merge_source: MergeSource = "masks"
     final_relu: bool = True
+    grouping: Grouping = "contiguous"
+    layer_fusion: LayerFusion = "mean"
 
     def __post_init__(self) -> None:
-        if isinstance(self.groups, bool) or not isinstance(self.groups, int):
-            raise ConfigError(f"groups must be an int, got {self.groups!r}")
-        if self.groups < 1:
-            raise ConfigError(f"groups must be at least 1, got {self.groups}")
+        set_field = object.__setattr__  # the dataclass is frozen; store validated values
+        set_field(self, "groups", positive_int(self.groups, "groups", "the number of groups"))
         if self.percentile is not None:
-            if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)):
-                raise ConfigError(f"percentile must be a number or None, got {self.percentile!r}")
-            if not (0.0 <= float(self.percentile) < 100.0) or math.isnan(self.percentile):
+            percentile = real_number(self.percentile, "percentile", "or None", at_least=0.0)
+            if percentile >= 100.0:
                 raise ConfigError(f"percentile must lie in [0, 100), got {self.percentile}")
-        if (
-            isinstance(self.blur_kernel_size, bool)
-            or not isinstance(self.blur_kernel_size, int)
-            or self.blur_kernel_size < 1
-            or self.blur_kernel_size % 2 == 0
+            set_field(self, "percentile", percentile)
+        size = positive_int(self.blur_kernel_size, "blur_kernel_size", "odd")
+        if size % 2 == 0:
+            raise ConfigError(f"blur_kernel_size must be a positive odd int, got {size}")
+        set_field(self, "blur_kernel_size", size)
+        set_field(self, "blur_sigma", real_number(self.blur_sigma, "blur_sigma", above=0.0))
+        for name, allowed in (
+            ("merge_source", ("masks", "upsampled")),
+            ("grouping", ("contiguous", "kmeans")),
+            ("layer_fusion", ("mean", "max")),
         ):
-            raise ConfigError(
-                f"blur_kernel_size must be a positive odd int, got {self.blur_kernel_size!r}"
-            )
-        if (
-            isinstance(self.blur_sigma, bool)
-            or not isinstance(self.blur_sigma, (int, float))
-            or not math.isfinite(self.blur_sigma)
-            or self.blur_sigma <= 0
-        ):
-            raise ConfigError(f"blur_sigma must be a positive number, got {self.blur_sigma!r}")
-        if self.merge_source not in ("masks", "upsampled"):
-            raise ConfigError(
-                f"merge_source must be 'masks' or 'upsampled', got {self.merge_source!r}"
-            )
+            if getattr(self, name) not in allowed:
+                choices = " or ".join(repr(value) for value in allowed)
+                raise ConfigError(f"{name} must be {choices}, got {getattr(self, name)!r}")
         for flag in ("skip_constant_masks", "score_relu", "final_relu"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be a bool, got {getattr(self, flag)!r}")

@@ -1,4 +1,4 @@
-"""The Group-CAM algorithm, vectorised over all images and groups of a batch.
+"""The Group-CAM algorithm, vectorised over all images, groups and target layers of a batch.
 
 docs/algorithm.md lists the twelve steps; the comments below refer to them by
 number. Everything runs in the array namespace of the adapter's arrays, so on an
@@ -9,6 +9,7 @@ grow with the number of images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,18 +19,26 @@ from array_api_compat import device
 from . import ops
 from .config import GroupCAMConfig
 from .plumbing import (
+    LayerFeatures,
+    PreparedBatch,
     check_groups,
     feature_maps,
     forward_in_chunks,
     prepare_batch,
     resolve_batch_size,
-    target_probabilities,
 )
 from .protocol import Backend
 from .result import Explanation
-from .targets import TargetSpec
+from .targets import Objective, TargetSpec
 
-__all__ = ["GroupMaps", "explain_group_cam", "group_maps", "merge_masks", "normalized_masks"]
+__all__ = [
+    "GroupMaps",
+    "explain_group_cam",
+    "fuse_layers",
+    "group_maps",
+    "merge_masks",
+    "normalized_masks",
+]
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,22 @@ class GroupMaps:
     constant: Any
 
 
+def group_assignment(weighted: Any, config: GroupCAMConfig, xp: Any) -> Any:
+    """Step 3's grouping: a ``(G, K)`` 0/1 matrix, or ``(B, G, K)`` for k-means."""
+    channels = weighted.shape[1]
+    if config.grouping == "kmeans":
+        from .grouping import kmeans_group_matrices
+
+        return kmeans_group_matrices(weighted, config.groups, xp)
+    return ops.to_namespace(ops.group_matrix(config.groups, channels), xp, weighted)
+
+
 def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any) -> GroupMaps:
     """Steps 2-5 and the test of step 7 on channels-first ``(B, K, u, v)`` arrays.
 
     The constancy test runs here, before upsampling: a constant ``u x v`` map
     upsamples to a constant map mathematically, but float rounding of the
-    interpolation weights could make it look non-constant, and normalisation
+    interpolation weights could make it look non-constant, and normalization
     would then amplify noise.
     """
     batch, channels, rows, cols = activations.shape
@@ -63,8 +82,7 @@ def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any
     # Steps 2 and 3: alpha_k = spatial mean of the gradient; sum alpha_k * A_k per group.
     alpha = xp.mean(xp.reshape(gradients, (batch, channels, rows * cols)), axis=-1)
     weighted = xp.reshape(activations, (batch, channels, rows * cols)) * alpha[:, :, None]
-    summing = ops.to_namespace(ops.group_matrix(groups, channels), xp, weighted)
-    maps = xp.matmul(summing, weighted)  # (B, G, u*v)
+    maps = xp.matmul(group_assignment(weighted, config, xp), weighted)  # (B, G, u*v)
     # Step 4.
     maps = xp.maximum(maps, xp.zeros_like(maps))
     # Step 5: keep values strictly above the percentile (at feature resolution).
@@ -79,7 +97,7 @@ def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any
 
 
 def normalized_masks(maps: Any, height: int, width: int, xp: Any) -> tuple[Any, Any]:
-    """Steps 6 and 8 for some group maps: upsample, then min-max normalise.
+    """Steps 6 and 8 for some group maps: upsample, then min-max normalize.
 
     Returns
     -------
@@ -93,7 +111,7 @@ def normalized_masks(maps: Any, height: int, width: int, xp: Any) -> tuple[Any, 
 
 
 def merge_masks(merged: Any, final_relu: bool, xp: Any) -> tuple[Any, Any]:
-    """Step 12's ending: ReLU (if asked) and min-max normalise ``(B, H, W)`` sums.
+    """Step 12's ending: ReLU (if asked) and min-max normalize ``(B, H, W)`` sums.
 
     Returns
     -------
@@ -104,6 +122,54 @@ def merge_masks(merged: Any, final_relu: bool, xp: Any) -> tuple[Any, Any]:
     if final_relu:
         merged = xp.maximum(merged, xp.zeros_like(merged))
     return ops.min_max_normalize(merged, xp)
+
+
+def fuse_layers(maps: Sequence[Any], how: str, xp: Any) -> tuple[Any, Any]:
+    """One map from several layers' ``(B, H, W)`` maps in [0, 1]: mean or max, normalized."""
+    stacked = xp.stack(list(maps), axis=0)
+    combined = xp.mean(stacked, axis=0) if how == "mean" else xp.max(stacked, axis=0)
+    return ops.min_max_normalize(combined, xp)
+
+
+@dataclass
+class _Layer:
+    """One target layer's part of the masked-input stream."""
+
+    features: LayerFeatures
+    grouped: GroupMaps
+    kept: Any  # indices into the layer's B*G rows that get a pass
+    owner: Any  # the image of each kept row
+    first: int  # where the layer's rows start in the stream
+    merged: Any  # (B, H*W) running weighted sum (step 12)
+
+    @property
+    def stop(self) -> int:
+        return self.first + int(self.kept.shape[0])
+
+
+def _layer_stream(
+    batch: PreparedBatch, layers: Sequence[LayerFeatures], config: GroupCAMConfig
+) -> list[_Layer]:
+    xp, size, where = batch.xp, batch.size, device(batch.x)
+    groups = config.groups
+    owner_all = xp.reshape(
+        xp.broadcast_to(xp.arange(size, device=where)[:, None], (size, groups)), (size * groups,)
+    )
+    stream: list[_Layer] = []
+    first = size  # the B blurred baselines come first
+    for features in layers:
+        check_groups(groups, features.activations.shape[1], features.name)
+        grouped = group_maps(features.activations, features.gradients, config, xp)
+        if config.skip_constant_masks:
+            (kept,) = xp.nonzero(~grouped.constant)
+        else:
+            kept = xp.arange(size * groups, device=where)
+        kept = xp.astype(kept, owner_all.dtype)
+        merged = xp.zeros((size, batch.height * batch.width), dtype=batch.dtype, device=where)
+        layer = _Layer(features, grouped, kept, xp.take(owner_all, kept, axis=0), first, merged)
+        stream.append(layer)
+        first = layer.stop
+    return stream
 
 
 def explain_group_cam(
@@ -122,7 +188,8 @@ def explain_group_cam(
     x
         The batch the model consumes, in the adapter's input layout.
     targets
-        ``None`` (each image's top class), one int, or one int per image.
+        ``None`` (each image's top class), one int, one int per image, or a
+        target function ``f(outputs) -> (B,)`` (see :mod:`groupcam_core.targets`).
     config
         Group-CAM constants; defaults to the "paper" preset.
     batch_size
@@ -138,23 +205,13 @@ def explain_group_cam(
     xp, size, height, width = batch.xp, batch.size, batch.height, batch.width
     where = device(batch.x)
 
-    # Step 1.
+    # Step 1 (one gradient pass for every target layer).
     features = feature_maps(batch, targets, "Group-CAM")
-    check_groups(config.groups, features.activations.shape[1], batch.layer)
+    objective: Objective = features.objective
     chosen = features.result.targets
 
-    # Steps 2-5 and 7.
-    grouped = group_maps(features.activations, features.gradients, config, xp)
-    groups = config.groups
-    owner_all = xp.reshape(
-        xp.broadcast_to(xp.arange(size, device=where)[:, None], (size, groups)), (size * groups,)
-    )
-    if config.skip_constant_masks:
-        (kept,) = xp.nonzero(~grouped.constant)
-    else:
-        kept = xp.arange(size * groups, device=where)
-    kept = xp.astype(kept, owner_all.dtype)
-    owner = xp.take(owner_all, kept, axis=0)
+    # Steps 2-5 and 7, per layer.
+    layers = _layer_stream(batch, features.layers, config)
 
     # Step 9. The blur and the masked inputs are computed in the compute dtype and
     # cast to the model's input dtype only when a chunk is handed to the model.
@@ -163,93 +220,130 @@ def explain_group_cam(
     difference = images - blurred
 
     # Steps 10 and 11: the B blurred baselines (an all-zero mask) go first in one
-    # stream with the masked inputs, chunked together. Steps 6 and 8 run chunk by
-    # chunk, and each chunk's share of step 12's weighted sum is added as soon as
-    # its scores are known (the baselines always come before any masked row).
-    stream_owner = xp.concat([xp.arange(size, device=where, dtype=owner.dtype), owner], axis=0)
-    merged = xp.zeros((size, height * width), dtype=batch.dtype, device=where)
-    probabilities: list[Any] = []
-    images_index = xp.arange(size, device=where)
-    chunk_maps: dict[int, Any] = {}
+    # stream with every layer's masked inputs, chunked together. Steps 6 and 8 run
+    # chunk by chunk, and each chunk's share of step 12's weighted sum is added as
+    # soon as its scores are known (the baselines always come before any masked row).
+    stream_owner = xp.concat(
+        [xp.arange(size, device=where, dtype=layers[0].owner.dtype)]
+        + [layer.owner for layer in layers],
+        axis=0,
+    )
+    total = layers[-1].stop
+    chunk_maps: dict[tuple[int, int], Any] = {}
 
     def masked_inputs(start: int, stop: int) -> Any:
         index = stream_owner[start:stop]
         rows = xp.take(blurred, index, axis=0)
-        first_group = max(start - size, 0)
-        last_group = max(stop - size, 0)
-        if last_group > first_group:
-            chosen_maps = xp.take(grouped.maps, kept[first_group:last_group], axis=0)
-            upsampled, masks = normalized_masks(chosen_maps, height, width, xp)
-            chunk_maps[start] = masks if config.merge_source == "masks" else upsampled
-            masks = xp.concat(
-                [
-                    xp.zeros(
-                        (stop - start - (last_group - first_group), height, width),
-                        dtype=masks.dtype,
-                        device=where,
-                    ),
-                    masks,
-                ],
-                axis=0,
+        masks = [
+            xp.zeros(
+                (max(min(stop, size) - start, 0), height, width), dtype=batch.dtype, device=where
             )
-            rows = rows + masks[:, None, :, :] * xp.take(difference, index, axis=0)
-        return batch.to_input_layout(rows)
-
-    baseline: Any = None
-    for start, stop, outputs in forward_in_chunks(
-        backend,
-        size + int(kept.shape[0]),
-        batch_size,
-        masked_inputs,
-        "the model (on masked inputs)",
-    ):
-        row_targets = xp.take(chosen, stream_owner[start:stop], axis=0)
-        probability = target_probabilities(
-            outputs, row_targets, backend.outputs_probabilities, batch.dtype, xp
+        ]
+        for number, layer in enumerate(layers):
+            low, high = max(start, layer.first), min(stop, layer.stop)
+            if high <= low:
+                continue
+            chosen_maps = xp.take(
+                layer.grouped.maps, layer.kept[low - layer.first : high - layer.first], axis=0
+            )
+            upsampled, layer_masks = normalized_masks(chosen_maps, height, width, xp)
+            chunk_maps[(start, number)] = (
+                layer_masks if config.merge_source == "masks" else upsampled
+            )
+            masks.append(layer_masks)
+        stacked = xp.concat(masks, axis=0)
+        return batch.to_input_layout(
+            rows + stacked[:, None, :, :] * xp.take(difference, index, axis=0)
         )
+
+    class_outputs = objective.kind == "class"
+    probabilities: list[Any] = []
+    baseline: Any = None
+    image_index = xp.arange(size, device=where)
+    for start, stop, outputs in forward_in_chunks(
+        backend, total, batch_size, masked_inputs, "the model (on masked inputs)", class_outputs
+    ):
+        row_targets = None if chosen is None else xp.take(chosen, stream_owner[start:stop], axis=0)
+        probability = objective.pass_scores(outputs, row_targets, batch.dtype, xp)
         probabilities.append(probability)
         if stop <= size:
             continue
         if baseline is None:
             baseline = xp.concat(probabilities, axis=0)[:size]
-        # Rows of this chunk that are masked inputs (not baselines).
-        first = max(start, size)
-        score = probability[first - start :] - xp.take(baseline, stream_owner[first:stop], axis=0)
-        if config.score_relu:
-            score = xp.maximum(score, xp.zeros_like(score))
-        maps = chunk_maps.pop(start)
-        weights = xp.where(
-            stream_owner[first:stop][None, :] == images_index[:, None], score[None, :], 0.0
+        for number, layer in enumerate(layers):
+            low, high = max(start, layer.first), min(stop, layer.stop)
+            if high <= low:
+                continue
+            score = probability[low - start : high - start] - xp.take(
+                baseline, stream_owner[low:high], axis=0
+            )
+            if config.score_relu:
+                score = xp.maximum(score, xp.zeros_like(score))
+            maps = chunk_maps.pop((start, number))
+            weights = xp.where(
+                stream_owner[low:high][None, :] == image_index[:, None], score[None, :], 0.0
+            )
+            layer.merged = layer.merged + xp.matmul(
+                weights, xp.reshape(maps, (high - low, height * width))
+            )
+
+    all_scores = xp.concat(probabilities, axis=0)
+    baseline = all_scores[:size]
+
+    # Step 12, per layer; then the layers' maps are fused.
+    layer_maps = [
+        merge_masks(xp.reshape(layer.merged, (size, height, width)), config.final_relu, xp)
+        for layer in layers
+    ]
+    if len(layers) == 1:
+        saliency, degenerate = layer_maps[0]
+    else:
+        saliency, degenerate = fuse_layers(
+            [maps for maps, _ in layer_maps], config.layer_fusion, xp
         )
-        merged = merged + xp.matmul(weights, xp.reshape(maps, (stop - first, height * width)))
 
-    all_probabilities = xp.concat(probabilities, axis=0)
-    baseline = all_probabilities[:size]
-    scores = all_probabilities[size:] - xp.take(baseline, owner, axis=0)
-    if config.score_relu:
-        scores = xp.maximum(scores, xp.zeros_like(scores))
-
-    # Step 12.
-    saliency, degenerate = merge_masks(
-        xp.reshape(merged, (size, height, width)), config.final_relu, xp
-    )
-
-    clean_probability = target_probabilities(
-        features.result.outputs, chosen, backend.outputs_probabilities, batch.dtype, xp
-    )
-    kept_np = backend.to_numpy(kept).astype(np.int64)
-    group_scores = np.zeros(size * groups, dtype=np.float32)
-    group_scores[kept_np] = backend.to_numpy(scores)
-    skipped = np.ones(size * groups, dtype=bool)
-    skipped[kept_np] = False
+    clean = objective.pass_scores(features.result.outputs, chosen, batch.dtype, xp)
+    groups = config.groups
+    group_scores, skipped = [], []
+    for layer in layers:
+        kept_np = backend.to_numpy(layer.kept).astype(np.int64)
+        scores = all_scores[layer.first : layer.stop] - xp.take(baseline, layer.owner, axis=0)
+        if config.score_relu:
+            scores = xp.maximum(scores, xp.zeros_like(scores))
+        layer_scores = np.zeros(size * groups, dtype=np.float32)
+        layer_scores[kept_np] = backend.to_numpy(scores)
+        layer_skipped = np.ones(size * groups, dtype=bool)
+        layer_skipped[kept_np] = False
+        group_scores.append(layer_scores.reshape(size, groups))
+        skipped.append(layer_skipped.reshape(size, groups))
+    names = tuple(layer.features.name or "" for layer in layers)
+    class_targets = objective.kind == "class"
     return Explanation(
         saliency=backend.to_numpy(saliency).astype(np.float32),
-        targets=backend.to_numpy(chosen).astype(np.int64),
-        target_probabilities=backend.to_numpy(clean_probability).astype(np.float32),
+        targets=(
+            backend.to_numpy(chosen).astype(np.int64)
+            if class_targets
+            else np.full(size, -1, dtype=np.int64)
+        ),
+        target_probabilities=(
+            backend.to_numpy(clean).astype(np.float32)
+            if class_targets
+            else np.full(size, np.nan, dtype=np.float32)
+        ),
         baseline_scores=backend.to_numpy(baseline).astype(np.float32),
-        group_scores=group_scores.reshape(size, groups),
-        skipped_groups=skipped.reshape(size, groups),
+        group_scores=np.concatenate(group_scores, axis=1),
+        skipped_groups=np.concatenate(skipped, axis=1),
         degenerate=backend.to_numpy(degenerate).astype(bool),
         config=config,
-        layer=batch.layer,
+        layer=", ".join(name for name in names if name) or batch.layer,
+        target_scores=backend.to_numpy(clean).astype(np.float32),
+        objective="class" if class_targets else objective.name,
+        layer_saliency=(
+            {
+                name: backend.to_numpy(maps).astype(np.float32)
+                for name, (maps, _) in zip(names, layer_maps, strict=True)
+            }
+            if len(layers) > 1
+            else None
+        ),
     )

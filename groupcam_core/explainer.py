@@ -18,6 +18,7 @@ from .plumbing import positive_int
 from .protocol import Backend
 from .result import Explanation
 from .targets import TargetSpec
+from .transforms import FeatureTransform, TransformedBackend
 
 __all__ = [
     "ExplainerBase",
@@ -176,9 +177,13 @@ class ExplainerBase:
     Parameters
     ----------
     model
-        The object whose lock serialises explanations (the user's model).
+        The object whose lock serializes explanations (the user's model).
     groups, variant, batch_size, settings
         As for the adapters' ``GroupCAM``.
+    reshape_transform
+        ``None``, or a function from the target layer's output to a 4-D feature
+        map in the adapter's feature layout (see
+        :func:`groupcam_core.transforms.tokens_to_grid`).
     """
 
     def __init__(
@@ -188,7 +193,14 @@ class ExplainerBase:
         variant: str | GroupCAMConfig,
         batch_size: int | None,
         settings: dict[str, Any],
+        reshape_transform: FeatureTransform | None = None,
     ) -> None:
+        if reshape_transform is not None and not callable(reshape_transform):
+            raise ConfigError(
+                "reshape_transform must be a function from the layer's output to a feature map, "
+                f"got {type(reshape_transform).__name__}"
+            )
+        self.reshape_transform = reshape_transform
         if batch_size is not None:
             try:
                 batch_size = positive_int(batch_size, "batch_size")
@@ -215,7 +227,10 @@ class ExplainerBase:
         restored afterwards, the model's lock held) for the duration of the block.
         """
         with self._lock, self._explaining():
-            yield self._backend_for(x)
+            backend = self._backend_for(x)
+            if self.reshape_transform is not None:
+                backend = TransformedBackend(backend, self.reshape_transform)
+            yield backend
 
     def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
         """Explain a batch and return the maps with scores and diagnostics.
@@ -226,7 +241,8 @@ class ExplainerBase:
             The batch, normalized as the model expects, in the model's layout.
         targets
             ``None`` to explain each image's top class, one int for all images,
-            or one int per image (a sequence or an integer array).
+            one int per image (a sequence or an integer array), or a target
+            function ``f(outputs) -> (B,)`` (see :mod:`groupcam_core.targets`).
 
         Returns
         -------

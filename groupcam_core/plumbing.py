@@ -17,12 +17,13 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .errors import ConfigError, InputError, TargetLayerError
+from .errors import ConfigError, InputError, ModelOutputError, TargetLayerError
 from .protocol import Backend, GradientPass, Layout
-from .targets import TargetSpec, check_outputs, make_target_resolver
+from .targets import Objective, TargetSpec, check_outputs, make_objective
 
 __all__ = [
     "FeatureMaps",
+    "LayerFeatures",
     "PreparedBatch",
     "cast_input",
     "check_groups",
@@ -185,6 +186,7 @@ def forward_in_chunks(
     batch_size: int,
     make_chunk: Callable[[int, int], Any],
     where: str,
+    class_scores: bool = True,
 ) -> Iterator[tuple[int, int, Any]]:
     """Run ``count`` rows through ``backend.forward``, ``batch_size`` at a time.
 
@@ -192,7 +194,9 @@ def forward_in_chunks(
     backends with a fixed batch shape a short last chunk is padded with copies
     of its first row to :func:`padded_rows`. Yields ``(start, stop, outputs)``
     with the outputs of the real rows only; ``where`` names the inputs in the
-    error raised for outputs that are not ``(rows, classes)``.
+    error raised for outputs that are not ``(rows, classes)`` (with
+    ``class_scores=False``, outputs of any shape with a first axis of ``rows``,
+    for target functions).
     """
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
@@ -204,7 +208,13 @@ def forward_in_chunks(
             filler = xp.broadcast_to(chunk[:1, ...], (sent - rows, *chunk.shape[1:]))
             chunk = xp.concat([chunk, filler], axis=0)
         outputs = backend.forward(chunk)
-        check_outputs(outputs, sent, where=where)
+        if class_scores:
+            check_outputs(outputs, sent, where=where)
+        elif tuple(getattr(outputs, "shape", ()))[:1] != (sent,):
+            raise ModelOutputError(
+                f"{where} returned an output of shape {tuple(getattr(outputs, 'shape', ()))} "
+                f"for a batch of {sent}; its first axis must be the batch"
+            )
         yield start, stop, outputs[:rows, ...]
 
 
@@ -286,60 +296,128 @@ def prepare_batch(backend: Backend, x: Any) -> PreparedBatch:
 
 
 @dataclass(frozen=True)
+class LayerFeatures:
+    """One target layer's activations and gradients, channels-first, in the compute dtype."""
+
+    name: str | None
+    activations: Any
+    gradients: Any
+
+
+@dataclass(frozen=True)
 class FeatureMaps:
     """Step 1 for a prepared batch, in the core's terms.
 
     Attributes
     ----------
-    activations, gradients
-        Channels-first ``(B, K, u, v)`` arrays in the compute dtype.
+    layers
+        One :class:`LayerFeatures` per target layer.
+    objective
+        What the maps explain (:class:`~groupcam_core.targets.ClassObjective` or
+        :class:`~groupcam_core.targets.FunctionObjective`).
     result
         The backend's :class:`~groupcam_core.protocol.GradientPass` as it came.
     """
 
-    activations: Any
-    gradients: Any
+    layers: tuple[LayerFeatures, ...]
+    objective: Objective
     result: GradientPass
+
+    @property
+    def activations(self) -> Any:
+        """The activations of the only target layer."""
+        return self._only().activations
+
+    @property
+    def gradients(self) -> Any:
+        """The gradients of the only target layer."""
+        return self._only().gradients
+
+    def _only(self) -> LayerFeatures:
+        if len(self.layers) != 1:
+            raise ConfigError(
+                f"this method explains one target layer; got {len(self.layers)}: "
+                f"{', '.join(repr(layer.name) for layer in self.layers)}"
+            )
+        return self.layers[0]
+
+
+def _in_core(array: Any, batch: PreparedBatch) -> Any:
+    """A backend's array in the batch's namespace (a TensorFlow tensor becomes numpy)."""
+    try:
+        if array_namespace(array) is batch.xp:
+            return array
+    except TypeError:
+        pass
+    return batch.xp.asarray(batch.backend.to_numpy(array), device=device(batch.x))
+
+
+def _checked_layer(
+    name: str | None,
+    activations: Any,
+    gradients: Any,
+    batch: PreparedBatch,
+    method: str,
+) -> LayerFeatures:
+    backend, xp = batch.backend, batch.xp
+    activations = xp.astype(
+        to_channels_first(_in_core(activations, batch), backend.feature_layout, xp), batch.dtype
+    )
+    gradients = xp.astype(
+        to_channels_first(_in_core(gradients, batch), backend.feature_layout, xp), batch.dtype
+    )
+    described = f"target layer {name!r}" if name else "the target layer"
+    shape = tuple(activations.shape)
+    if len(shape) != 4 or shape[0] != batch.size:
+        hint = (
+            "; for a transformer's (B, tokens, channels) output pass "
+            "reshape_transform=groupcam_core.tokens_to_grid()"
+            if len(shape) == 3
+            else ""
+        )
+        raise TargetLayerError(
+            f"{described} gave activations of shape {shape}; {method} needs a 4-D feature map "
+            f"with one row per image (batch {batch.size}){hint}"
+        )
+    if tuple(gradients.shape) != shape:
+        raise TargetLayerError(
+            f"{described}: gradients of shape {tuple(gradients.shape)} do not match "
+            f"activations {shape}"
+        )
+    if shape[2] * shape[3] < 2:
+        raise TargetLayerError(
+            f"{described} outputs a {shape[2]}x{shape[3]} map, which has no spatial extent to "
+            "explain; choose a layer before global pooling"
+        )
+    return LayerFeatures(name=name, activations=activations, gradients=gradients)
 
 
 def feature_maps(batch: PreparedBatch, targets: TargetSpec, method: str) -> FeatureMaps:
-    """One gradient pass at the target layer, checked and converted for the core.
+    """One gradient pass at the target layer(s), checked and converted for the core.
 
     Parameters
     ----------
     batch
         The prepared batch.
     targets
-        The user's targets (see :func:`~groupcam_core.targets.make_target_resolver`).
+        The user's targets: classes or a target function (see
+        :func:`~groupcam_core.targets.make_objective`).
     method
         The method's name, for error messages ("Group-CAM", "Grad-CAM", ...).
     """
-    backend, xp = batch.backend, batch.xp
-    resolver = make_target_resolver(targets, batch.size, backend.outputs_probabilities)
-    result = backend.gradient_pass(batch.x, resolver)
-    activations = xp.astype(
-        to_channels_first(result.activations, backend.feature_layout, xp), batch.dtype
+    backend = batch.backend
+    objective = make_objective(targets, batch.size, backend.outputs_probabilities)
+    result = backend.gradient_pass(batch.x, objective)
+    if isinstance(result.activations, tuple):
+        names = result.layer_names or (None,) * len(result.activations)
+        pairs = zip(names, result.activations, result.gradients, strict=True)
+    else:
+        pairs = [(batch.layer, result.activations, result.gradients)]
+    layers = tuple(
+        _checked_layer(name, activations, gradients, batch, method)
+        for name, activations, gradients in pairs
     )
-    gradients = xp.astype(
-        to_channels_first(result.gradients, backend.feature_layout, xp), batch.dtype
-    )
-    name = f"target layer {batch.layer!r}" if batch.layer else "the target layer"
-    shape = tuple(activations.shape)
-    if len(shape) != 4 or shape[0] != batch.size:
-        raise TargetLayerError(
-            f"{name} gave activations of shape {shape}; {method} needs a 4-D feature map "
-            f"with one row per image (batch {batch.size})"
-        )
-    if tuple(gradients.shape) != shape:
-        raise TargetLayerError(
-            f"{name}: gradients of shape {tuple(gradients.shape)} do not match activations {shape}"
-        )
-    if shape[2] * shape[3] < 2:
-        raise TargetLayerError(
-            f"{name} outputs a {shape[2]}x{shape[3]} map, which has no spatial extent to explain; "
-            "choose a layer before global pooling"
-        )
-    return FeatureMaps(activations=activations, gradients=gradients, result=result)
+    return FeatureMaps(layers=layers, objective=objective, result=result)
 
 
 def check_groups(groups: int, channels: int, layer: str | None) -> None:

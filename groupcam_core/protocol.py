@@ -23,6 +23,9 @@ Layout = Literal["channels_first", "channels_last"]
 #: Called by an adapter with the model's ``(B, classes)`` output of the gradient
 #: pass; returns the target class of each image as an integer array of the same
 #: namespace and device. It raises the library's errors for bad outputs or targets.
+#: :class:`~groupcam_core.targets.ClassObjective` and
+#: :class:`~groupcam_core.targets.FunctionObjective` are such resolvers, and
+#: also say what to differentiate (their ``scores(outputs, targets)``).
 TargetResolver = Callable[[Any], Any]
 
 
@@ -34,20 +37,27 @@ class GradientPass:
     ----------
     activations
         Output of the target layer, ``(B, K, u, v)`` or ``(B, u, v, K)`` according
-        to the adapter's ``feature_layout``.
+        to the adapter's ``feature_layout``; for several target layers, a tuple
+        with one such array per layer, in the order of ``layer_names``.
     gradients
-        Gradient of the target score (the sum over images of each image's target
-        output) with respect to ``activations``; same shape.
+        Gradient of the target score (the sum over images of
+        ``objective.scores(outputs, targets)``) with respect to ``activations``;
+        same shapes.
     outputs
-        The model's ``(B, classes)`` output for the clean batch.
+        The model's output for the clean batch: ``(B, classes)`` for class
+        targets, any shape with a first axis of ``B`` for target functions.
     targets
-        The target class of each image, as returned by the resolver.
+        What the objective's resolver returned: the class of each image, or
+        ``None`` for a target function.
+    layer_names
+        For several target layers, their names, in the order of the arrays.
     """
 
     activations: Any
     gradients: Any
     outputs: Any
     targets: Any
+    layer_names: tuple[str, ...] | None = None
 
 
 @runtime_checkable
@@ -56,7 +66,7 @@ class Backend(Protocol):
 
     @property
     def layer_name(self) -> str:
-        """Name of the target layer (for results and error messages); ``""`` if none."""
+        """Name of the target layer(s) (for results and error messages); ``""`` if none."""
         ...
 
     @property
@@ -92,8 +102,14 @@ class Backend(Protocol):
         """Convert a user batch into the model's array type, device and dtype."""
         ...
 
-    def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
-        """Run the model once on ``x`` and differentiate the target scores at the layer."""
+    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
+        """Run the model once on ``x`` and differentiate the target scores at the layer.
+
+        ``targets = objective(outputs)`` resolves and checks the targets on the
+        clean outputs; the gradient is that of ``objective.scores(outputs,
+        targets)`` summed over images (for class targets: each image's output
+        at its class).
+        """
         ...
 
     def forward(self, x: Any) -> Any:

@@ -20,24 +20,37 @@ class Explanation:
     saliency
         float32 ``(B, H, W)``, each map in [0, 1]. All zeros where ``degenerate``.
     targets
-        int64 ``(B,)``: the class each map explains.
+        int64 ``(B,)``: the class each map explains; -1 for a target function.
     target_probabilities
-        float32 ``(B,)``: the model's probability of that class on the clean input.
+        float32 ``(B,)``: the model's probability of that class on the clean
+        input; NaN for a target function.
     baseline_scores
-        float32 ``(B,)``: probability of the target class on the blurred input.
+        float32 ``(B,)``: the score on the blurred input (the target class's
+        probability, or the target function's value).
     group_scores
-        float32 ``(B, G)``: probability on each group's masked input minus the
+        float32 ``(B, G)``: score on each group's masked input minus the
         baseline (after the score ReLU when the configuration asks for it); 0 for
-        skipped groups.
+        skipped groups. With L target layers, ``(B, L * G)``: the layers' groups
+        one after the other, in the order of ``layer``.
     skipped_groups
-        bool ``(B, G)``: groups whose map was constant and got no forward pass.
+        bool ``(B, G)`` (or ``(B, L * G)``): groups whose map was constant and
+        got no forward pass.
     degenerate
         bool ``(B,)``: the merged map was constant, so no explanation could be
         formed; the saliency map is all zeros there.
     config
         The :class:`~groupcam_core.GroupCAMConfig` used.
     layer
-        Name of the explained layer, when the adapter knows it.
+        Name of the explained layer, when the adapter knows it; several layers'
+        names are joined by ``", "``.
+    target_scores
+        float32 ``(B,)``: the score on the clean input: the class's
+        probability, or the target function's value.
+    objective
+        ``"class"`` for class targets, else the target function's name.
+    layer_saliency
+        With several target layers, each layer's own map (``(B, H, W)``, in
+        [0, 1]) by name, before fusion; ``None`` for one layer.
     """
 
     saliency: np.ndarray
@@ -49,6 +62,9 @@ class Explanation:
     degenerate: np.ndarray
     config: GroupCAMConfig
     layer: str | None = None
+    target_scores: np.ndarray | None = None
+    objective: str = "class"
+    layer_saliency: dict[str, np.ndarray] | None = None
 
     @property
     def forward_passes(self) -> np.ndarray:

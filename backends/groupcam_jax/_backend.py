@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Hashable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -38,7 +38,7 @@ class LayerCalls:
     calls
         How many times each layer was called.
     shapes
-        Shape and dtype of each layer's output at its last call.
+        Shape and dtype of each layer's floating-point output at its last call.
     """
 
     finished: dict[str, LayerCall] = field(default_factory=dict)
@@ -47,24 +47,25 @@ class LayerCalls:
 
 
 def record_layer_calls(
-    way_in: ModelWayIn, variables: Any, x: Any, layout: Layout, only: str | None = None
+    way_in: ModelWayIn,
+    variables: Any,
+    x: Any,
+    layout: Layout,
+    only: Collection[str] | None = None,
 ) -> LayerCalls:
     """Trace the model abstractly on ``x`` (nothing is computed) and record its layer calls."""
     record = LayerCalls()
     spatial_axes = (1, 2) if layout == "channels_last" else (2, 3)
 
     def callback(path: str, module: Any, output: Any) -> Any:
-        is_map = (
-            isinstance(output, jax.Array)
-            and output.ndim == 4
-            and jnp.issubdtype(output.dtype, jnp.floating)
-        )
+        is_float = isinstance(output, jax.Array) and jnp.issubdtype(output.dtype, jnp.floating)
+        is_map = is_float and output.ndim == 4
         spatial = is_map and output.shape[spatial_axes[0]] * output.shape[spatial_axes[1]] > 1
         record.calls[path] += 1
         kind = "convolution" if way_in.is_convolution(module) else "other"
         shape = tuple(getattr(output, "shape", ()))
         record.finished[path] = LayerCall(path, record.calls.total(), bool(spatial), kind, shape)
-        if is_map:
+        if is_float:
             record.shapes[path] = jax.ShapeDtypeStruct(output.shape, output.dtype)
         return output
 
@@ -78,30 +79,30 @@ def record_layer_calls(
 
 
 class _Tap:
-    """Adds ``delta`` to the output of one call of the target layer and keeps that output."""
+    """Adds a ``delta`` to the output of one call of each target layer and keeps that output."""
 
-    def __init__(self, delta: Any, call: int) -> None:
-        self.delta = delta
-        self.call = call
-        self.seen = 0
-        self.activations: Any = None
+    def __init__(self, deltas: dict[str, Any], calls: dict[str, int]) -> None:
+        self.deltas = deltas
+        self.calls = calls
+        self.seen: Counter[str] = Counter()
+        self.activations: dict[str, Any] = {}
 
     def __call__(self, path: str, module: Any, output: Any) -> Any:
-        index = self.seen
-        self.seen += 1
-        if index != self.call:
+        index = self.seen[path]
+        self.seen[path] += 1
+        if path not in self.deltas or index != self.calls[path]:
             return output
-        self.activations = output
-        return output + self.delta
+        self.activations[path] = output
+        return output + self.deltas[path]
 
 
 class JaxBackend:
-    """Jit-compiled gradient pass and masked passes for one model and target layer.
+    """Jit-compiled gradient pass and masked passes for one model and its target layer(s).
 
-    The gradient pass adds a zero perturbation ``delta`` to the target layer's
+    The gradient pass adds a zero perturbation ``delta`` to each target layer's
     output; the gradient of the target scores with respect to ``delta`` is the
     gradient with respect to the activations. ``jax.vjp`` of the compiled split
-    gives the outputs (to resolve the targets) and then the gradient, from one
+    gives the outputs (to resolve the targets) and then the gradients, from one
     forward and one backward pass. A layer called several times is explained at
     its last call.
     """
@@ -113,7 +114,7 @@ class JaxBackend:
         way_in: ModelWayIn,
         structure_key: Hashable,
         variables: Any,
-        layer_name: str,
+        layer_names: str | tuple[str, ...],
         layout: Layout,
         output: OutputSelector,
         outputs_probabilities: bool,
@@ -121,12 +122,13 @@ class JaxBackend:
         self.way_in = way_in
         self.structure_key = structure_key
         self.variables = variables
-        self.layer_name = layer_name
+        self.layer_names = (layer_names,) if isinstance(layer_names, str) else tuple(layer_names)
+        self.layer_name = ", ".join(self.layer_names)
         self.input_layout: Layout = layout
         self.feature_layout: Layout = layout
         self.output = output
         self.outputs_probabilities = outputs_probabilities
-        self._layer_calls: dict[tuple[Any, ...], tuple[int, jax.ShapeDtypeStruct]] = {}
+        self._layer_calls: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[Any, ...]]] = {}
         self._forward = jax.jit(self._logits)
         self._split = jax.jit(self._logits_and_activations, static_argnums=3)
 
@@ -141,45 +143,55 @@ class JaxBackend:
         return self._select(self.way_in.run(variables, x, None, None))
 
     def _logits_and_activations(
-        self, variables: Any, x: Any, delta: Any, call: int
-    ) -> tuple[Any, Any]:
-        tap = _Tap(delta, call)
+        self, variables: Any, x: Any, deltas: tuple[Any, ...], calls: tuple[int, ...]
+    ) -> tuple[Any, tuple[Any, ...]]:
+        names = self.layer_names
+        tap = _Tap(dict(zip(names, deltas, strict=True)), dict(zip(names, calls, strict=True)))
         callback: LayerCallback = tap
-        outputs = self._select(self.way_in.run(variables, x, callback, self.layer_name))
-        return outputs, tap.activations
+        outputs = self._select(self.way_in.run(variables, x, callback, names))
+        return outputs, tuple(tap.activations[name] for name in names)
 
     def prepare_input(self, x: Any) -> Any:
         return floating_batch(
             x, jnp.asarray, lambda dtype: jnp.issubdtype(dtype, jnp.floating), "a JAX array"
         )
 
-    def _target_call(self, x: Any) -> tuple[int, jax.ShapeDtypeStruct]:
-        """Index of the target layer's last call on ``x`` and its output's shape."""
+    def _target_calls(self, x: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+        """Index of each target layer's last call on ``x`` and its output's shape."""
         key = (tuple(x.shape), str(x.dtype))
         if key not in self._layer_calls:
-            name = self.layer_name
+            names = self.layer_names
             record = record_layer_calls(
-                self.way_in, self.variables, x, self.input_layout, only=name
+                self.way_in, self.variables, x, self.input_layout, only=names
             )
-            if record.calls[name] == 0:
-                everything = record_layer_calls(self.way_in, self.variables, x, self.input_layout)
-                known = self.way_in.known_paths()
-                if name in known or name in everything.calls:
-                    raise layer_not_called(name)
-                raise unknown_layer_error(name, [*everything.calls, *known])
-            if name not in record.shapes:
-                raise TargetLayerError(
-                    f"target layer {name!r} does not output a floating-point 4-D feature map"
-                )
-            self._layer_calls[key] = (record.calls[name] - 1, record.shapes[name])
+            for name in names:
+                if record.calls[name] == 0:
+                    everything = record_layer_calls(
+                        self.way_in, self.variables, x, self.input_layout
+                    )
+                    known = self.way_in.known_paths()
+                    if name in known or name in everything.calls:
+                        raise layer_not_called(name)
+                    raise unknown_layer_error(name, [*everything.calls, *known])
+                if name not in record.shapes:
+                    raise TargetLayerError(
+                        f"target layer {name!r} does not output a floating-point array"
+                    )
+            self._layer_calls[key] = (
+                tuple(record.calls[name] - 1 for name in names),
+                tuple(record.shapes[name] for name in names),
+            )
         return self._layer_calls[key]
 
-    def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
-        call, shape = self._target_call(x)
+    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
+        calls, shapes = self._target_calls(x)
         variables = self.variables
-        return gradient_by_perturbation(
-            lambda delta: self._split(variables, x, delta, call), shape, resolve_targets
+        result = gradient_by_perturbation(
+            lambda deltas: self._split(variables, x, deltas, calls), shapes, objective
         )
+        if len(self.layer_names) == 1:
+            return replace(result, activations=result.activations[0], gradients=result.gradients[0])
+        return replace(result, layer_names=self.layer_names)
 
     def forward(self, x: Any) -> Any:
         return self._forward(self.variables, x)

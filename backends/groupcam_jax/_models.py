@@ -9,7 +9,7 @@ top of ``run`` alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
@@ -59,11 +59,13 @@ class ModelWayIn(Protocol):
         """
         ...
 
-    def run(self, variables: Any, x: Any, callback: LayerCallback | None, only: str | None) -> Any:
+    def run(
+        self, variables: Any, x: Any, callback: LayerCallback | None, only: Collection[str] | None
+    ) -> Any:
         """The model's raw output; tapped layers go through ``callback``.
 
         With ``callback=None`` nothing is tapped. With ``only=None`` every layer
-        is tapped, else only the layer at path ``only``.
+        is tapped, else only the layers whose paths are in ``only``.
         """
         ...
 
@@ -104,7 +106,9 @@ class FunctionPair:
     def current_variables(self) -> tuple[Hashable, Any]:
         return (), ()
 
-    def run(self, variables: Any, x: Any, callback: LayerCallback | None, only: str | None) -> Any:
+    def run(
+        self, variables: Any, x: Any, callback: LayerCallback | None, only: Collection[str] | None
+    ) -> Any:
         features = self.features_fn(x)
         if callback is not None:
             features = callback(self.layer, None, features)
@@ -164,7 +168,9 @@ class LinenModel:
     def current_variables(self) -> tuple[Hashable, Any]:
         return (), self.variables
 
-    def run(self, variables: Any, x: Any, callback: LayerCallback | None, only: str | None) -> Any:
+    def run(
+        self, variables: Any, x: Any, callback: LayerCallback | None, only: Collection[str] | None
+    ) -> Any:
         linen = self.linen
 
         def interceptor(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
@@ -181,7 +187,7 @@ class LinenModel:
                 output = next_fun(*args, **kwargs)
             if callback is not None and module.path:
                 path = path_name(module.path)
-                if only is None or path == only:
+                if only is None or path in only:
                     output = callback(path, module, output)
             return output
 
@@ -264,13 +270,15 @@ class NnxModel:
         self.graphdef, state = self.nnx.split(self.model)
         return self.graphdef, state
 
-    def run(self, variables: Any, x: Any, callback: LayerCallback | None, only: str | None) -> Any:
+    def run(
+        self, variables: Any, x: Any, callback: LayerCallback | None, only: Collection[str] | None
+    ) -> Any:
         copy = self.nnx.merge(self.graphdef, variables)
         copy.eval()
         if callback is not None:
             for path, module in self._modules(copy):
                 name = path_name(path)
-                if path and (only is None or name == only):
+                if path and (only is None or name in only):
                     _tap_calls(module, name, callback)
         return copy(x)
 

@@ -10,6 +10,7 @@ from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase, pick_last_feature_layer
 from groupcam_core.protocol import Layout
 from groupcam_core.targets import OutputSelector
+from groupcam_core.transforms import FeatureTransform
 
 from ._backend import JaxBackend, record_layer_calls
 from ._models import FunctionPair, LinenModel, ModelWayIn, NnxModel
@@ -50,13 +51,17 @@ class GroupCAM(ExplainerBase):
     model_outputs
         ``"logits"`` (default) or ``"probabilities"`` if the model already
         applies softmax.
+    reshape_transform
+        A function from the target layer's output to a feature map in
+        ``layout`` (for a transformer's tokens: ``groupcam_core.tokens_to_grid()``).
     way_in
         Instead of the two functions: any object implementing
         :class:`groupcam_jax.ModelWayIn` (what :meth:`from_linen` and
         :meth:`from_nnx` build), to explain other kinds of JAX models.
     target_layer
         With ``way_in``: the layer to explain, as the way in names layers
-        (``None`` for the automatic choice).
+        (``None`` for the automatic choice), or a list of layers, explained
+        from one gradient pass and fused (``layer_fusion``).
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig`.
 
@@ -79,6 +84,7 @@ class GroupCAM(ExplainerBase):
         layout: Layout = "channels_last",
         output: OutputSelector = None,
         model_outputs: ModelOutputs = "logits",
+        reshape_transform: FeatureTransform | None = None,
         **settings: Any,
     ) -> None:
         if way_in is None:
@@ -96,12 +102,22 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        super().__init__(way_in.lock_key(), groups, variant, batch_size, settings)
+        super().__init__(
+            way_in.lock_key(), groups, variant, batch_size, settings, reshape_transform
+        )
         self.way_in = way_in
         self.layout: Layout = layout
         self.output = output
         self.model_outputs = model_outputs
-        self._layer_name = None if target_layer is None else way_in.resolve(target_layer, layout)
+        self._layer_names: tuple[str, ...] | None = None
+        if target_layer is not None:
+            several = isinstance(target_layer, list) or (
+                isinstance(target_layer, tuple) and not _is_path_tuple(target_layer)
+            )
+            targets = list(target_layer) if several else [target_layer]
+            if not targets:
+                raise ConfigError("target_layer is an empty list; name at least one layer")
+            self._layer_names = tuple(way_in.resolve(target, layout) for target in targets)
         self._backend: JaxBackend | None = None
 
     @classmethod
@@ -119,6 +135,7 @@ class GroupCAM(ExplainerBase):
         layout: Layout = "channels_last",
         output: OutputSelector = None,
         model_outputs: ModelOutputs = "logits",
+        reshape_transform: FeatureTransform | None = None,
         **settings: Any,
     ) -> GroupCAM:
         """Explain an unmodified ``flax.linen`` module.
@@ -155,6 +172,7 @@ class GroupCAM(ExplainerBase):
             layout=layout,
             output=output,
             model_outputs=model_outputs,
+            reshape_transform=reshape_transform,
             **settings,
         )
 
@@ -170,6 +188,7 @@ class GroupCAM(ExplainerBase):
         layout: Layout = "channels_last",
         output: OutputSelector = None,
         model_outputs: ModelOutputs = "logits",
+        reshape_transform: FeatureTransform | None = None,
         **settings: Any,
     ) -> GroupCAM:
         """Explain a ``flax.nnx`` module.
@@ -200,13 +219,14 @@ class GroupCAM(ExplainerBase):
             layout=layout,
             output=output,
             model_outputs=model_outputs,
+            reshape_transform=reshape_transform,
             **settings,
         )
 
     @property
     def target_layer_name(self) -> str | None:
-        """Path of the explained layer (``None`` until found, when chosen automatically)."""
-        return self._layer_name
+        """Path(s) of the explained layer(s) (``None`` until found automatically)."""
+        return ", ".join(self._layer_names) if self._layer_names else None
 
     def _backend_for(self, x: Any) -> JaxBackend:
         key, variables = self.way_in.current_variables()
@@ -214,33 +234,38 @@ class GroupCAM(ExplainerBase):
         if backend is not None and _same(backend.structure_key, key):
             backend.variables = variables
             return backend
-        if self._layer_name is None:
-            probe = self._make_backend(key, variables, "")
+        if self._layer_names is None:
+            probe = self._make_backend(key, variables, ("",))
             batch = probe.prepare_input(x)
             if batch.ndim != 4 or 0 in batch.shape:
                 return probe  # the core reports the bad input
             record = record_layer_calls(self.way_in, variables, batch, self.layout)
-            self._layer_name = pick_last_feature_layer(list(record.finished.values()))
-        self._backend = self._make_backend(key, variables, self._layer_name)
+            self._layer_names = (pick_last_feature_layer(list(record.finished.values())),)
+        self._backend = self._make_backend(key, variables, self._layer_names)
         return self._backend
 
-    def _make_backend(self, key: Any, variables: Any, layer_name: str) -> JaxBackend:
+    def _make_backend(self, key: Any, variables: Any, layer_names: tuple[str, ...]) -> JaxBackend:
         return JaxBackend(
             self.way_in,
             key,
             variables,
-            layer_name,
+            layer_names,
             self.layout,
             self.output,
             self.model_outputs == "probabilities",
         )
 
     def __repr__(self) -> str:
-        layer = self._layer_name or "<last feature layer>"
+        layer = self.target_layer_name or "<last feature layer>"
         return (
             f"GroupCAM({self.way_in.description}, target_layer={layer!r}, "
             f"groups={self.config.groups})"
         )
+
+
+def _is_path_tuple(target: tuple[Any, ...]) -> bool:
+    """``("backbone", "stage4")`` is one path; ``("a/b", "c/d")`` or modules are several layers."""
+    return all(isinstance(part, (str, int)) and "/" not in str(part) for part in target)
 
 
 def _same(old: Any, new: Any) -> bool:

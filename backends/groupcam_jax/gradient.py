@@ -10,7 +10,7 @@ backward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -23,26 +23,34 @@ __all__ = ["gradient_by_perturbation"]
 
 def gradient_by_perturbation(
     split: Callable[[Any], tuple[Any, Any]],
-    delta_shape: jax.ShapeDtypeStruct,
-    resolve_targets: TargetResolver,
+    delta_shapes: jax.ShapeDtypeStruct | Sequence[jax.ShapeDtypeStruct],
+    objective: TargetResolver,
 ) -> GradientPass:
-    """Outputs, activations and the gradient of the target scores at one layer.
+    """Outputs, activations and the gradient of the target scores at one or more layers.
 
     Parameters
     ----------
     split
-        ``split(delta) -> (outputs, activations)``: the model on the batch with
-        ``delta`` added to the target layer's output; ``outputs`` are the
-        ``(B, classes)`` scores and ``activations`` the layer's output (before
-        ``delta`` is added).
-    delta_shape
-        Shape and dtype of the layer's output.
-    resolve_targets
-        The core's resolver from outputs to target classes.
+        ``split(deltas) -> (outputs, activations)``: the model on the batch with
+        ``deltas`` added to the target layers' outputs; ``outputs`` are what the
+        objective reads and ``activations`` the layers' outputs (before the
+        deltas are added). For one layer (``delta_shapes`` a single shape),
+        ``deltas`` and ``activations`` are single arrays; otherwise tuples.
+    delta_shapes
+        Shape and dtype of each layer's output.
+    objective
+        The core's objective: ``objective(outputs)`` resolves the targets on the
+        clean outputs, ``objective.scores(outputs, targets)`` is differentiated.
+
+    Notes
+    -----
+    The cotangent handed to the pullback is the gradient of the summed scores
+    with respect to the outputs (for class targets, a one-hot row per image), so
+    any target function is differentiated by the same single backward pass.
     """
-    delta = jnp.zeros(delta_shape.shape, delta_shape.dtype)
-    outputs, pullback, activations = jax.vjp(split, delta, has_aux=True)
-    targets = resolve_targets(outputs)
-    cotangent = jax.nn.one_hot(targets, outputs.shape[1], dtype=outputs.dtype)
+    deltas = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), delta_shapes)
+    outputs, pullback, activations = jax.vjp(split, deltas, has_aux=True)
+    targets = objective(outputs)
+    cotangent = jax.grad(lambda out: jnp.sum(objective.scores(out, targets)))(outputs)
     (gradients,) = pullback(cotangent)
     return GradientPass(activations, gradients, outputs, targets)

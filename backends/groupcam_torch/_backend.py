@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,7 @@ from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
-from .autograd import Capture, gradient_at_layer
+from .autograd import Capture, gradient_at_layers
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
@@ -92,7 +92,11 @@ class Autocast:
 
 
 class TorchBackend:
-    """One torch model and one target layer, seen through the core's protocol."""
+    """One torch model and its target layer(s), seen through the core's protocol.
+
+    ``layer`` and ``layer_name`` are one module and its name, or sequences of
+    modules and names for several target layers (one gradient pass for all).
+    """
 
     input_layout = "channels_first"
     feature_layout = "channels_first"
@@ -101,15 +105,19 @@ class TorchBackend:
     def __init__(
         self,
         model: nn.Module,
-        layer: nn.Module,
-        layer_name: str,
+        layer: nn.Module | Sequence[nn.Module],
+        layer_name: str | Sequence[str],
         output: OutputSelector = None,
         outputs_probabilities: bool = False,
         autocast: Autocast | None = None,
     ) -> None:
         self.model = model
-        self.layer = layer
-        self.layer_name = layer_name
+        if isinstance(layer, nn.Module):
+            self.layers = [(str(layer_name), layer)]
+        else:
+            self.layers = list(zip(list(layer_name), list(layer), strict=True))
+        self.layer = self.layers[0][1]
+        self.layer_name = ", ".join(name for name, _ in self.layers)
         self.output = output
         self.outputs_probabilities = outputs_probabilities
         self.device, self.dtype = model_device_and_dtype(model)
@@ -151,16 +159,24 @@ class TorchBackend:
                 error,
             ) from error
 
-    def gradient_pass(self, x: torch.Tensor, resolve_targets: TargetResolver) -> GradientPass:
-        def run(x: torch.Tensor, capture: Capture) -> torch.Tensor:
-            handle = self.layer.register_forward_hook(lambda module, inputs, out: capture(out))
+    def gradient_pass(self, x: torch.Tensor, objective: TargetResolver) -> GradientPass:
+        def run(x: torch.Tensor, capture_for: Callable[[str], Capture]) -> torch.Tensor:
+            handles = []
             try:
+                for name, layer in self.layers:
+                    capture = capture_for(name)
+                    handles.append(
+                        layer.register_forward_hook(
+                            lambda module, inputs, out, capture=capture: capture(out)
+                        )
+                    )
                 raw = self.run_model(x)
             finally:
-                handle.remove()
+                for handle in handles:
+                    handle.remove()
             return select_output(raw, self.output)
 
-        return gradient_at_layer(run, x, resolve_targets, self.layer_name)
+        return gradient_at_layers(run, x, objective, [name for name, _ in self.layers])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The gradient pass has run the model on this batch already: an error here

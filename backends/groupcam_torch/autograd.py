@@ -5,7 +5,7 @@ Shared by :mod:`groupcam_torch` and ``groupcam_keras`` on Keras' torch backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -13,74 +13,95 @@ import torch
 from groupcam_core.errors import TargetLayerError, layer_not_called, layer_not_connected
 from groupcam_core.protocol import GradientPass, TargetResolver
 
-__all__ = ["Capture", "gradient_at_layer"]
+__all__ = ["Capture", "gradient_at_layer", "gradient_at_layers"]
 
 #: Applied to the target layer's output during the forward pass; returns what
 #: the rest of the network sees in its place.
 Capture = Callable[[Any], torch.Tensor]
 
 
-def gradient_at_layer(
-    run: Callable[[torch.Tensor, Capture], torch.Tensor],
+def gradient_at_layers(
+    run: Callable[[torch.Tensor, Callable[[str], Capture]], Any],
     x: torch.Tensor,
-    resolve_targets: TargetResolver,
-    layer_name: str,
+    objective: TargetResolver,
+    layer_names: Sequence[str],
 ) -> GradientPass:
-    """One forward pass and the gradient of the target scores at one layer's output.
+    """One forward pass and the gradient of the target scores at several layers' outputs.
 
     Parameters
     ----------
     run
-        ``run(x, capture)`` runs the model on ``x`` with ``capture`` applied to the
-        target layer's output (by a forward hook, a patched call, ...) and
-        returns the ``(B, classes)`` outputs.
+        ``run(x, capture_for)`` runs the model on ``x`` with ``capture_for(name)``
+        applied to the output of the layer called ``name`` (by a forward hook, a
+        patched call, ...) and returns the model's outputs.
     x
         The input batch.
-    resolve_targets
-        The core's resolver from outputs to target classes.
-    layer_name
-        For error messages.
+    objective
+        The core's objective: ``objective(outputs)`` resolves the targets,
+        ``objective.scores(outputs, targets)`` gives what is differentiated.
+    layer_names
+        The layers, in the order of the returned arrays.
 
     Notes
     -----
-    Below the target layer nothing needs a graph: the forward runs under
-    ``no_grad`` and ``capture`` turns gradients on from the layer's output, which
-    it replaces with a fresh leaf (handed on as a clone, so in-place operations
-    after the layer cannot touch it). Frozen parameters and calls made inside
-    ``torch.no_grad()`` or ``torch.inference_mode()`` work, and parameters'
-    ``.grad`` are never written (``torch.autograd.grad``).
+    Below the first captured layer nothing needs a graph: the forward runs under
+    ``no_grad`` and the first capture turns gradients on from that layer's
+    output, which it replaces with a fresh leaf. Each captured output is handed
+    on as a clone, so in-place operations after the layer cannot touch it. A
+    layer called several times is explained at its last call. Frozen parameters
+    and calls made inside ``torch.no_grad()`` or ``torch.inference_mode()``
+    work, and parameters' ``.grad`` are never written (``torch.autograd.grad``).
     """
     captured: dict[str, torch.Tensor] = {}
 
-    def capture(output: Any) -> torch.Tensor:
-        if not (torch.is_tensor(output) and output.is_floating_point()):
-            raise TargetLayerError(
-                f"target layer {layer_name!r} returned {type(output).__name__}, "
-                "not a floating-point tensor"
-            )
-        torch.set_grad_enabled(True)
-        leaf = output.detach().requires_grad_(True)
-        captured["activations"] = leaf
-        return leaf.clone()
+    def capture_for(name: str) -> Capture:
+        def capture(output: Any) -> torch.Tensor:
+            if not (torch.is_tensor(output) and output.is_floating_point()):
+                raise TargetLayerError(
+                    f"target layer {name!r} returned {type(output).__name__}, "
+                    "not a floating-point tensor"
+                )
+            if torch.is_grad_enabled() and output.requires_grad:
+                tensor = output  # below a layer captured earlier: already in the graph
+            else:
+                torch.set_grad_enabled(True)
+                tensor = output.detach().requires_grad_(True)
+            captured[name] = tensor
+            return tensor.clone()
 
-    not_connected = layer_not_connected(layer_name)
+        return capture
+
     with torch.inference_mode(False), torch.enable_grad():
         x = x.clone()  # an inference tensor (made under inference_mode) becomes usable
         with torch.no_grad():
-            outputs = run(x, capture)
-        if "activations" not in captured:
-            raise layer_not_called(layer_name)
-        activations = captured["activations"]
-        targets = resolve_targets(outputs.detach())
+            outputs = run(x, capture_for)
+        for name in layer_names:
+            if name not in captured:
+                raise layer_not_called(name)
+        targets = objective(outputs.detach())
         if not outputs.requires_grad:
-            raise not_connected
-        score = outputs.gather(1, targets[:, None]).sum()
-        (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
-    if gradients is None:
-        raise not_connected
-    return GradientPass(
-        activations=activations.detach(),
-        gradients=gradients.detach(),
-        outputs=outputs.detach(),
-        targets=targets,
+            raise layer_not_connected(layer_names[0])
+        score = objective.scores(outputs, targets).sum()
+        gradients = torch.autograd.grad(
+            score, [captured[name] for name in layer_names], allow_unused=True
+        )
+    for name, gradient in zip(layer_names, gradients, strict=True):
+        if gradient is None:
+            raise layer_not_connected(name)
+    activations = tuple(captured[name].detach() for name in layer_names)
+    gradients = tuple(gradient.detach() for gradient in gradients)
+    if len(layer_names) == 1:
+        return GradientPass(activations[0], gradients[0], outputs.detach(), targets)
+    return GradientPass(activations, gradients, outputs.detach(), targets, tuple(layer_names))
+
+
+def gradient_at_layer(
+    run: Callable[[torch.Tensor, Capture], Any],
+    x: torch.Tensor,
+    objective: TargetResolver,
+    layer_name: str,
+) -> GradientPass:
+    """:func:`gradient_at_layers` for one layer: ``run(x, capture)`` applies ``capture``."""
+    return gradient_at_layers(
+        lambda x, capture_for: run(x, capture_for(layer_name)), x, objective, [layer_name]
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -11,6 +11,7 @@ from torch import nn
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
+from groupcam_core.transforms import FeatureTransform
 
 from ._backend import Autocast, OutputSelector, TorchBackend, model_device_and_dtype
 from ._layers import find_last_feature_layer, resolve_layer
@@ -50,7 +51,9 @@ class GroupCAM(ExplainerBase):
         last module that outputs a spatial feature map after the last
         convolution (found on the first call; pooling layers are passed over).
         If the module runs several times in one forward pass, its last call is
-        explained.
+        explained. A list of layers explains each from one gradient pass and
+        fuses their maps (``layer_fusion``, see docs/algorithm.md);
+        ``explain()`` keeps each layer's map in ``layer_saliency``.
     groups
         Number of channel groups G (32 in the paper).
     variant
@@ -67,6 +70,10 @@ class GroupCAM(ExplainerBase):
     model_outputs
         ``"logits"`` (default) or ``"probabilities"`` if the model already ends in
         a softmax; probabilities are then used as they are.
+    reshape_transform
+        For a layer that does not output a ``(B, K, u, v)`` map (a transformer
+        block's ``(B, tokens, channels)``): a function from its output to one,
+        such as ``groupcam_core.tokens_to_grid()``.
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig` to override, e.g.
         ``percentile=None`` or ``blur_sigma=25.0``.
@@ -91,13 +98,14 @@ class GroupCAM(ExplainerBase):
     def __init__(
         self,
         model: nn.Module,
-        target_layer: str | nn.Module | None = None,
+        target_layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
         groups: int = 32,
         variant: str | GroupCAMConfig = "paper",
         batch_size: int | None = None,
         *,
         output: OutputSelector = None,
         model_outputs: Literal["logits", "probabilities"] = "logits",
+        reshape_transform: FeatureTransform | None = None,
         **settings: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -108,39 +116,41 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        super().__init__(model, groups, variant, batch_size, settings)
+        super().__init__(model, groups, variant, batch_size, settings, reshape_transform)
         self.model = model
         self.output = output
         self.model_outputs = model_outputs
-        self._layer: tuple[str, nn.Module] | None = None
+        self._layers: list[tuple[str, nn.Module]] | None = None
         self._autocast: Autocast | None = None
         if target_layer is not None:
-            self._layer = resolve_layer(model, target_layer)
+            targets = target_layer if isinstance(target_layer, (list, tuple)) else [target_layer]
+            if not targets:
+                raise ConfigError("target_layer is an empty list; name at least one layer")
+            self._layers = [resolve_layer(model, target) for target in targets]
 
     @property
     def target_layer_name(self) -> str | None:
-        """Dotted name of the explained layer (``None`` until found, when chosen automatically)."""
-        return self._layer[0] if self._layer else None
+        """Dotted name(s) of the explained layer(s) (``None`` until found automatically)."""
+        return ", ".join(name for name, _ in self._layers) if self._layers else None
 
-    def _make_backend(self, layer: nn.Module, name: str) -> TorchBackend:
+    def _make_backend(self, layers: list[tuple[str, nn.Module]]) -> TorchBackend:
         return TorchBackend(
             self.model,
-            layer,
-            name,
+            [layer for _, layer in layers],
+            [name for name, _ in layers],
             output=self.output,
             outputs_probabilities=self.model_outputs == "probabilities",
             autocast=self._autocast,
         )
 
     def _backend_for(self, x: Any) -> TorchBackend:
-        if self._layer is None:
-            probe = self._make_backend(self.model, "")
+        if self._layers is None:
+            probe = self._make_backend([("", self.model)])
             batch = probe.prepare_input(x)
             if batch.ndim == 4 and batch.shape[0] > 0:
                 name = find_last_feature_layer(self.model, lambda: probe.run_model(batch[:1]))
-                self._layer = resolve_layer(self.model, name)
-        name, layer = self._layer if self._layer else ("", self.model)
-        return self._make_backend(layer, name)
+                self._layers = [resolve_layer(self.model, name)]
+        return self._make_backend(self._layers or [("", self.model)])
 
     @contextmanager
     def _explaining(self) -> Iterator[None]:

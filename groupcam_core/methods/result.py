@@ -22,7 +22,7 @@ class MethodResult:
     saliency
         float32 ``(B, H, W)``, each map in [0, 1]; all zeros where ``degenerate``.
     targets
-        int64 ``(B,)``: the class each map explains.
+        int64 ``(B,)``: the class each map explains; -1 for a target function.
     forward_passes
         int64 ``(B,)``: passes through the model for each image's map, counting
         the gradient pass (one forward and one backward) or the clean pass as
@@ -60,7 +60,11 @@ def finish(
     backend = batch.backend
     return MethodResult(
         saliency=backend.to_numpy(saliency).astype(np.float32),
-        targets=backend.to_numpy(targets).astype(np.int64),
+        targets=(
+            np.full(batch.size, -1, dtype=np.int64)
+            if targets is None
+            else backend.to_numpy(targets).astype(np.int64)
+        ),
         forward_passes=np.asarray(passes, dtype=np.int64),
         degenerate=backend.to_numpy(degenerate).astype(bool),
         method=method,

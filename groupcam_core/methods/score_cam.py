@@ -14,7 +14,6 @@ from ..plumbing import (
     forward_in_chunks,
     prepare_batch,
     resolve_batch_size,
-    target_probabilities,
 )
 from ..targets import TargetSpec
 from .result import MethodResult, finish
@@ -41,7 +40,8 @@ def run_score_cam(
         (kept,) = xp.nonzero(~constant)
         owner = kept // channels
         kept_count = int(kept.shape[0])
-        kept_targets = xp.take(chosen, owner, axis=0)
+        objective = features.objective
+        kept_targets = None if chosen is None else xp.take(chosen, owner, axis=0)
         images = batch.channels_first()
 
         flat_masks: dict[int, Any] = {}
@@ -61,16 +61,20 @@ def run_score_cam(
             xp.where(
                 flat_masks.pop(start),
                 0.0,
-                target_probabilities(
+                objective.pass_scores(
                     outputs,
-                    kept_targets[start:stop],
-                    backend.outputs_probabilities,
+                    None if kept_targets is None else kept_targets[start:stop],
                     batch.dtype,
                     xp,
                 ),
             )
             for start, stop, outputs in forward_in_chunks(
-                backend, kept_count, size, masked_inputs, "the model (on Score-CAM's masked inputs)"
+                backend,
+                kept_count,
+                size,
+                masked_inputs,
+                "the model (on Score-CAM's masked inputs)",
+                objective.kind == "class",
             )
         ]
         scores_all = (

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from groupcam_core import VARIANTS, ConfigError, GroupCAMConfig, make_config
@@ -44,9 +45,11 @@ def test_overrides_and_immutability() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"groups": 0}, "groups must be at least 1"),
-        ({"groups": 2.5}, "groups must be an int"),
-        ({"groups": True}, "groups must be an int"),
+        ({"groups": 0}, "groups must be a positive int"),
+        ({"groups": 2.5}, "groups must be a positive int"),
+        ({"groups": True}, "groups must be a positive int"),
+        ({"grouping": "spectral"}, "grouping must be 'contiguous' or 'kmeans'"),
+        ({"layer_fusion": "sum"}, "layer_fusion must be 'mean' or 'max'"),
         ({"percentile": 100}, "percentile"),
         ({"percentile": -1}, "percentile"),
         ({"blur_kernel_size": 50}, "odd"),
@@ -59,6 +62,16 @@ def test_overrides_and_immutability() -> None:
 def test_bad_settings_are_named(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_config(**changes)
+
+
+def test_numpy_integers_and_floats_are_accepted_and_stored_as_python_numbers() -> None:
+    config = make_config(
+        groups=np.int64(8), blur_kernel_size=np.int32(31), percentile=np.float32(60)
+    )
+    assert config.groups == 8
+    assert type(config.groups) is int
+    assert type(config.blur_kernel_size) is int
+    assert type(config.percentile) is float
 
 
 def test_unknown_variant_lists_the_known_ones() -> None:
