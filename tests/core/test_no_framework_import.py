@@ -14,6 +14,7 @@ def test_core_imports_no_framework() -> None:
         "import json, sys\n"
         "import numpy as np\n"
         "import groupcam_core, groupcam_core.cli, groupcam_core.visualization\n"
+        "import groupcam_core.zoo_weights\n"
         "from groupcam_core import explain_group_cam, make_config\n"
         "sys.path.insert(0, 'tests')\n"
         "from _support.fake_backend import FakeNumpyBackend\n"
