@@ -71,10 +71,13 @@ def oracle_groupcam(
     groups: int = 32,
     variant: str = "paper",
     already_probabilities: bool = False,
+    score_of: Callable[[np.ndarray, int], float] | None = None,
 ) -> OracleResult:
-    """Group-CAM of section 2 for channels-first arrays.
+    """Group-CAM of docs/algorithm.md for channels-first arrays.
 
-    ``predict`` maps one (C, H, W) image to the model's 1-D output.
+    ``predict`` maps one (C, H, W) image to the model's 1-D output. ``score_of(out,
+    target)`` (``score_of``) replaces the softmax probability of the target (for target
+    functions).
     """
     paper = variant == "paper"
     batch, channels = activations.shape[:2]
@@ -87,6 +90,8 @@ def oracle_groupcam(
 
     def probability(image: np.ndarray, target: int) -> float:
         out = np.asarray(predict(image), dtype=np.float64)
+        if score_of is not None:
+            return float(score_of(out, target))
         return float(out[target] if already_probabilities else softmax(out)[target])
 
     for b in range(batch):

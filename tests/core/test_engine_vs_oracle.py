@@ -7,7 +7,8 @@ import pytest
 from _support.fake_backend import FakeNumpyBackend
 from _support.oracle import oracle_groupcam
 
-from groupcam_core import explain_group_cam, make_config
+from groupcam_core import ClassLogit, TargetError, explain_group_cam, make_config
+from groupcam_core.protocol import GradientPass
 
 
 def _images(batch: int, layout: str, seed: int = 1, size: int = 32) -> np.ndarray:
@@ -192,3 +193,49 @@ def test_fake_backend_satisfies_the_protocol() -> None:
 
     assert isinstance(FakeNumpyBackend(), Backend)
     assert not isinstance(object(), Backend)
+
+
+class _LogitOfClassTwo(FakeNumpyBackend):
+    """Differentiates class 2's logit whatever the objective's targets (for ClassLogit(2))."""
+
+    def gradient_pass(self, x, objective):
+        result = super().gradient_pass(x, lambda outputs: np.full(len(outputs), 2))
+        assert objective(result.outputs) is None  # a target function resolves to no classes
+        return GradientPass(result.activations, result.gradients, result.outputs, None)
+
+
+@pytest.mark.parametrize("variant", ["paper", "official-head"])
+def test_a_target_function_scores_masked_inputs_by_its_change_from_the_baseline(variant) -> None:
+    backend = _LogitOfClassTwo(channels=10)
+    x = _images(3, "channels_first")
+    exp = explain_group_cam(
+        backend, x, targets=ClassLogit(2), config=make_config(variant, groups=4)
+    )
+    activations = backend.features(x)
+    gradients = backend.logit_gradient(activations, np.full(3, 2))
+    oracle = oracle_groupcam(
+        activations,
+        gradients,
+        x,
+        backend.predict_one,
+        np.full(3, 2),
+        groups=4,
+        variant=variant,
+        score_of=lambda out, target: out[target],
+    )
+    np.testing.assert_allclose(exp.saliency, oracle.saliency, atol=1e-5)
+    np.testing.assert_allclose(exp.group_scores, oracle.group_scores, atol=1e-5)
+    np.testing.assert_allclose(exp.baseline_scores, oracle.baseline, atol=1e-6)
+    np.testing.assert_array_equal(exp.targets, [-1, -1, -1])
+    assert np.isnan(exp.target_probabilities).all()
+    np.testing.assert_allclose(exp.target_scores, backend.head(activations)[:, 2], rtol=1e-6)
+    assert exp.objective == "ClassLogit"
+
+
+def test_a_target_function_must_give_one_finite_score_per_image() -> None:
+    backend = _LogitOfClassTwo(channels=10)
+    x = _images(2, "channels_first")
+    with pytest.raises(TargetError, match=r"returned shape \(2, 5\); it must return one score"):
+        explain_group_cam(backend, x, targets=lambda out: out, config=make_config(groups=4))
+    with pytest.raises(TargetError, match="NaN or inf"):
+        explain_group_cam(backend, x, targets=lambda out: out[:, 0] * np.inf)

@@ -1,0 +1,211 @@
+"""Target functions, transformer tokens and several target layers with groupcam_torch."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from _support.torch_models import blob_images
+from torch import nn
+
+from groupcam_core import (
+    ClassLogit,
+    ClassProbability,
+    ConfigError,
+    RegressionOutput,
+    SegmentationClass,
+    TargetLayerError,
+    tokens_to_grid,
+)
+from groupcam_torch import GroupCAM
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.from_numpy(blob_images(3, seed=11)[0])
+
+
+# -- target functions ------------------------------------------------------------------
+
+
+def test_an_int_target_and_class_functions(blob_net, images) -> None:
+    cam = GroupCAM(blob_net, "6", groups=8)
+    as_int = cam.explain(images, targets=2)
+    logit = cam.explain(images, targets=ClassLogit(2))
+    probability = cam.explain(images, targets=ClassProbability(2))
+    lambda_logit = cam.explain(images, targets=lambda out: out[:, 2])
+    np.testing.assert_array_equal(logit.saliency, lambda_logit.saliency)
+    # An int target differentiates the logit and scores probabilities; ClassProbability
+    # differentiates the probability too: same masks' scores, other weights in step 2.
+    np.testing.assert_allclose(probability.baseline_scores, as_int.baseline_scores, rtol=1e-5)
+    with torch.no_grad():
+        logits = blob_net(images)
+    np.testing.assert_allclose(logit.target_scores, logits[:, 2].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        probability.target_scores, torch.softmax(logits, 1)[:, 2].numpy(), rtol=1e-5
+    )
+    assert logit.objective == "ClassLogit"
+    assert (logit.targets == -1).all()
+    assert not np.allclose(logit.saliency, as_int.saliency, atol=1e-3)  # logits, not probabilities
+
+
+class _TinySegmenter(nn.Module):
+    """Per-pixel scores of 3 classes: class 1 where the blob's red channel is bright."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.classify = nn.Conv2d(16, 3, 1)
+        with torch.no_grad():
+            self.classify.weight[1] += 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.classify(self.down(self.features(x)))
+        return nn.functional.interpolate(scores, size=x.shape[2:], mode="bilinear")
+
+
+def test_a_segmentation_model_with_a_target_function(images) -> None:
+    model = _TinySegmenter().eval()
+    cam = GroupCAM(model, "down", groups=4)
+    by_lambda = cam.explain(images, targets=lambda out: out[:, 1].sum(dim=(1, 2)))
+    by_class = cam.explain(images, targets=SegmentationClass(1))
+    np.testing.assert_allclose(by_lambda.saliency, by_class.saliency, atol=1e-6)
+    assert by_class.saliency.shape == (3, 32, 32)
+    assert not by_class.degenerate.any()
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[:16] = True
+    masked = cam.explain(images, targets=SegmentationClass(1, mask=mask))
+    with torch.no_grad():
+        expected = model(images)[:, 1, :16].sum(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(masked.target_scores, expected, rtol=1e-4)
+    # A class target on a segmentation output is refused with a clear message.
+    with pytest.raises(Exception, match=r"\(3, 3, 32, 32\)"):
+        cam.explain(images)
+
+
+def test_a_regression_output(blob_net, images) -> None:
+    model = nn.Sequential(*copy.deepcopy(blob_net)[:-1], nn.Linear(32, 1)).eval()
+    exp = GroupCAM(model, "6", groups=8).explain(images, targets=RegressionOutput(0))
+    with torch.no_grad():
+        np.testing.assert_allclose(exp.target_scores, model(images)[:, 0].numpy(), rtol=1e-5)
+    assert exp.saliency.shape == (3, 32, 32)
+
+
+# -- transformers: tokens_to_grid --------------------------------------------------------
+
+
+class _Tokens(nn.Module):
+    """The blob net with its c2 feature map passed through a token layer and back."""
+
+    def __init__(self, blob_net: nn.Module, class_token: bool) -> None:
+        super().__init__()
+        self.head = copy.deepcopy(blob_net[:5])  # up to the ReLU after bn3: (B, 32, 16, 16)
+        self.tokens = nn.Identity()
+        self.tail = copy.deepcopy(blob_net[5:])
+        self.class_token = class_token
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.head(x)
+        batch, channels, height, width = grid.shape
+        tokens = grid.flatten(2).transpose(1, 2)  # (B, 256, 32)
+        if self.class_token:
+            tokens = torch.cat([torch.zeros(batch, 1, channels), tokens], dim=1)
+        tokens = self.tokens(tokens)
+        patches = tokens[:, 1:] if self.class_token else tokens
+        return self.tail(patches.transpose(1, 2).reshape(batch, channels, height, width))
+
+
+@pytest.mark.parametrize("class_token", [False, True])
+def test_tokens_to_grid_explains_the_same_map_as_the_grid_itself(
+    blob_net, images, class_token
+) -> None:
+    model = _Tokens(blob_net, class_token).eval()
+    on_grid = GroupCAM(model, "head.4", groups=8).explain(images)
+    on_tokens = GroupCAM(
+        model,
+        "tokens",
+        groups=8,
+        reshape_transform=tokens_to_grid(skip_tokens=int(class_token)),
+    ).explain(images)
+    np.testing.assert_allclose(on_tokens.saliency, on_grid.saliency, atol=1e-6)
+    np.testing.assert_allclose(on_tokens.group_scores, on_grid.group_scores, atol=1e-7)
+
+
+class _TinyViT(nn.Module):
+    """Patch embedding, a class token, two pre-norm encoder blocks, a head on the class token.
+
+    As for timm's ViT, the last block's ``norm1`` is the layer to explain: the
+    last block's output patch tokens no longer reach the class token.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.embed = nn.Conv2d(3, 32, 4, stride=4)  # 32 x 32 -> 8 x 8 patches
+        self.cls = nn.Parameter(torch.randn(1, 1, 32) * 0.1)
+        self.position = nn.Parameter(torch.randn(1, 65, 32) * 0.1)
+        layer = nn.TransformerEncoderLayer(
+            32, 4, 64, dropout=0.1, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1) + self.position
+        return self.head(self.norm(self.encoder(tokens))[:, 0])
+
+
+def test_a_small_vit(images) -> None:
+    model = _TinyViT().train()  # dropout on: the explanation must run in eval mode
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cam = GroupCAM(model, "encoder.layers.1.norm1", groups=8, reshape_transform=tokens_to_grid())
+    first = cam.explain(images)
+    second = cam.explain(images)
+    np.testing.assert_array_equal(first.saliency, second.saliency)
+    assert first.saliency.shape == (3, 32, 32)
+    assert np.isfinite(first.saliency).all()
+    assert not first.degenerate.all()
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(TargetLayerError, match=r"reshape_transform=groupcam_core\.tokens_to_grid"):
+        GroupCAM(model, "encoder.layers.1.norm1", groups=8).explain(images)
+    with pytest.raises(TargetLayerError, match="65 tokens less 0 skipped leave 65 patches"):
+        GroupCAM(
+            model, "encoder.layers.1", groups=8, reshape_transform=tokens_to_grid(skip_tokens=0)
+        ).explain(images)
+
+
+# -- several target layers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_several_layers_from_one_gradient_pass(blob_net, images, fusion) -> None:
+    both = GroupCAM(blob_net, ["4", "6"], groups=8, layer_fusion=fusion).explain(images)
+    alone = {name: GroupCAM(blob_net, name, groups=8).explain(images) for name in ("4", "6")}
+    assert both.layer == "4, 6"
+    assert list(both.layer_saliency) == ["4", "6"]
+    for name, single in alone.items():
+        np.testing.assert_allclose(both.layer_saliency[name], single.saliency, atol=1e-6)
+    np.testing.assert_allclose(
+        both.group_scores,
+        np.concatenate([alone["4"].group_scores, alone["6"].group_scores], axis=1),
+        atol=1e-7,
+    )
+    stacked = np.stack([alone["4"].saliency, alone["6"].saliency])
+    fused = stacked.mean(axis=0) if fusion == "mean" else stacked.max(axis=0)
+    low = fused.min(axis=(1, 2), keepdims=True)
+    high = fused.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(both.saliency, (fused - low) / (high - low), atol=1e-5)
+    # One gradient pass, one shared baseline: 1 + 1 + the groups of both layers.
+    assert (both.forward_passes == 2 + (~both.skipped_groups).sum(axis=1)).all()
+
+
+def test_an_empty_layer_list_is_refused(blob_net) -> None:
+    with pytest.raises(ConfigError, match="empty list"):
+        GroupCAM(blob_net, [], groups=8)
