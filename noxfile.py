@@ -53,7 +53,7 @@ def keras_and_jax(session: nox.Session) -> None:
     comparisons with groupcam_torch.
     """
     session.install(TORCH)
-    session.install(".[torch,keras,jax,test]", "jax[cpu]")
+    session.install(".[torch,keras,jax,test]", "jax[cpu]", "scikit-learn>=1.3")
     for backend in KERAS_BACKENDS:
         session.run(
             "pytest",

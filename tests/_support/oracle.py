@@ -72,12 +72,14 @@ def oracle_groupcam(
     variant: str = "paper",
     already_probabilities: bool = False,
     score_of: Callable[[np.ndarray, int], float] | None = None,
+    members: list[list[np.ndarray]] | None = None,
 ) -> OracleResult:
     """Group-CAM of docs/algorithm.md for channels-first arrays.
 
     ``predict`` maps one (C, H, W) image to the model's 1-D output. ``score_of(out,
     target)`` (``score_of``) replaces the softmax probability of the target (for target
-    functions).
+    functions). ``members[b][g]`` lists the channels of group ``g`` of image ``b``
+    (default: contiguous groups, as ``numpy.array_split``).
     """
     paper = variant == "paper"
     batch, channels = activations.shape[:2]
@@ -100,9 +102,10 @@ def oracle_groupcam(
         blurred = gaussian_blur_image(images[b])
         baselines[b] = probability(blurred, target)
         merged = np.zeros((height, width))
-        for g, members in enumerate(np.array_split(np.arange(channels), groups)):
+        split = np.array_split(np.arange(channels), groups)
+        for g, channel_list in enumerate(split if members is None else members[b]):
             group_map = np.zeros(activations.shape[2:])
-            for k in members:
+            for k in channel_list:
                 group_map = group_map + alpha[k] * activations[b, k]
             group_map = np.maximum(group_map, 0)
             if paper:

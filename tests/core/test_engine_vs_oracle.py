@@ -239,3 +239,27 @@ def test_a_target_function_must_give_one_finite_score_per_image() -> None:
         explain_group_cam(backend, x, targets=lambda out: out, config=make_config(groups=4))
     with pytest.raises(TargetError, match="NaN or inf"):
         explain_group_cam(backend, x, targets=lambda out: out[:, 0] * np.inf)
+
+
+def test_kmeans_grouping_equals_the_oracle_with_the_same_groups() -> None:
+    from array_api_compat import array_namespace
+
+    from groupcam_core.grouping import kmeans_group_matrices
+
+    backend = FakeNumpyBackend(channels=12)
+    x = _images(2, "channels_first")
+    exp = explain_group_cam(backend, x, config=make_config(groups=4, grouping="kmeans"))
+    activations = backend.features(x)
+    outputs = backend.head(activations)
+    chosen = outputs.argmax(axis=1)
+    gradients = backend.logit_gradient(activations, chosen)
+    alpha = gradients.mean(axis=(2, 3))
+    weighted = (activations * alpha[:, :, None, None]).reshape(2, 12, -1)
+    matrices = kmeans_group_matrices(weighted, 4, array_namespace(weighted))
+    members = [[np.flatnonzero(row) for row in image] for image in matrices]
+    assert any(len(group) != 3 for image in members for group in image)  # not contiguous
+    oracle = oracle_groupcam(
+        activations, gradients, x, backend.predict_one, chosen, groups=4, members=members
+    )
+    np.testing.assert_allclose(exp.saliency, oracle.saliency, atol=1e-5)
+    np.testing.assert_allclose(exp.group_scores, oracle.group_scores, atol=1e-5)
