@@ -27,7 +27,7 @@ from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
-from ._layers import logits_instead_of_softmax, patched_call
+from ._layers import Target, logits_instead_of_softmax
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
 
@@ -52,22 +52,44 @@ def select_output(raw: Any, selector: OutputSelector = None) -> Any:
 
 
 class KerasBackend:
-    """What every Keras backend shares: layout, dtype, input checks, softmax stripping."""
+    """What every Keras backend shares: layout, dtype, input checks, softmax stripping.
+
+    Parameters
+    ----------
+    model
+        The Keras model.
+    layer
+        The layer or functional-graph operation whose output (or first input,
+        with ``at_input``) is the target feature map.
+    layer_name
+        Its path, as the user sees it (``"outer/inner"``, ``"head_gap:input"``).
+    softmax_layer
+        The layer whose softmax is switched off while the model runs, or ``None``.
+    outputs_probabilities
+        The model's outputs are probabilities (no softmax is applied to them).
+    output
+        The ``output=`` selector of the class scores.
+    at_input
+        The target is the first input ``layer`` receives rather than its output.
+    """
 
     fixed_batch_shape = True
 
     def __init__(
         self,
         model: keras.Model,
-        layer: keras.Layer,
+        layer: keras.Operation,
         layer_name: str,
         softmax_layer: keras.Layer | None,
         outputs_probabilities: bool,
         output: OutputSelector = None,
+        *,
+        at_input: bool = False,
     ) -> None:
         self.model = model
         self.layer = layer
         self.layer_name = layer_name
+        self.target = Target(layer_name, layer, at_input)
         self.softmax_layer = softmax_layer
         self.outputs_probabilities = outputs_probabilities
         self.output = output
@@ -193,7 +215,7 @@ class TensorFlowKeras(KerasBackend):
                 captured["activations"] = output
                 return output
 
-            with self.logits(), patched_call(self.layer, capture):
+            with self.logits(), self.target.routed(capture):
                 outputs = self._select(
                     self.run_model(lambda: self.model(tf.constant(x), **self.call_kwargs), x)
                 )
@@ -269,7 +291,7 @@ class JaxKeras(KerasBackend):
             captured["activations"] = output
             return output if delta is None else output + delta
 
-        with self.logits(), patched_call(self.layer, perturb):
+        with self.logits(), self.target.routed(perturb):
             outputs, _ = self.model.stateless_call(trainable, frozen, x, **self.call_kwargs)
         if "activations" not in captured:
             raise layer_not_called(self.layer_name)
@@ -329,7 +351,7 @@ class TorchKeras(KerasBackend):
         from groupcam_torch.autograd import gradient_at_layer
 
         def run(x: Any, capture: Any) -> Any:
-            with self.logits(), patched_call(self.layer, capture):
+            with self.logits(), self.target.routed(capture):
                 return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
         return gradient_at_layer(run, x, resolve_targets, self.layer_name)
