@@ -7,7 +7,7 @@ Each class imports its framework only when it is built, so importing
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,20 +124,46 @@ class KerasBackend:
     def _select(self, raw: Any) -> Any:
         return select_output(raw, self.output)
 
-    def run_model(self, call: Any, x: Any) -> Any:
+    def run_model(self, call: Callable[[], Any], x: Any) -> Any:
         """``call()`` (a run of the model on ``x``); the model's errors become InputError.
 
-        Subclassed models declare no input shape, so a batch in the wrong layout
-        or with the wrong channel count is only found when the model runs.
+        Every run of the model goes through here: the default-layer probe, the
+        gradient pass and the masked forward passes. Subclassed models declare no
+        input shape, so a batch in the wrong layout or with the wrong channel
+        count is only found when the model runs; the error then names the
+        batch's shape, the layout, a hint when the batch looks like the other
+        layout, and the channel count the model was built for when known.
         """
         try:
             return call()
         except GroupCAMError:
             raise
         except Exception as error:
+            channels = self._built_channels()
+            takes = f", which takes {channels} channels" if channels is not None else ""
             raise model_failed(
-                f"the model ({self.model.name})", tuple(x.shape), self.input_layout, error
+                f"the model ({self.model.name}{takes})", tuple(x.shape), self.input_layout, error
             ) from error
+
+    def _built_channels(self) -> int | None:
+        """The channel count of the batch the model was built on, when it is known."""
+        axis = 3 if self.input_layout == "channels_last" else 1
+        try:
+            shape = self.model.input_shape
+        except (AttributeError, ValueError):
+            # A subclassed model remembers the shapes it was first called (built) with.
+            shapes = getattr(self.model, "_build_shapes_dict", None) or {}
+            shape = next(iter(shapes.values())) if len(shapes) == 1 else None
+        if isinstance(shape, (tuple, list)) and len(shape) == 4 and isinstance(shape[axis], int):
+            return shape[axis]
+        return None
+
+    def probe(self, x: Any) -> None:
+        """Run the model once on the first image of ``x``, for the default-layer search."""
+        self.run_model(lambda: self._probe(x[:1]), x)
+
+    def _probe(self, first: Any) -> None:
+        self.model(first, **self.call_kwargs)
 
     def _check_channels(self, x: np.ndarray) -> None:
         try:
@@ -205,6 +231,9 @@ class TensorFlowKeras(KerasBackend):
     def prepare_input(self, x: Any) -> np.ndarray:
         return self._as_numpy(x)
 
+    def _probe(self, first: Any) -> None:
+        self.model(self.tf.constant(first), **self.call_kwargs)
+
     def gradient_pass(self, x: np.ndarray, resolve_targets: TargetResolver) -> GradientPass:
         tf = self.tf
         captured: dict[str, Any] = {}
@@ -239,8 +268,9 @@ class TensorFlowKeras(KerasBackend):
             self._compiled = tf.function(
                 lambda batch: select(model(batch, **kwargs)), reduce_retracing=True
             )
+        compiled = self._compiled
         with self.logits():
-            return np.asarray(self._compiled(self.tf.constant(x)))
+            return np.asarray(self.run_model(lambda: compiled(self.tf.constant(x)), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)
@@ -310,9 +340,41 @@ class JaxKeras(KerasBackend):
 
         shape = self.run_model(lambda: self.jax.eval_shape(count, x), x)
         last = counted["calls"] - 1
-        return gradient_by_perturbation(
-            lambda delta: self._split(trainable, frozen, x, delta, last)[:2], shape, resolve_targets
+        return self.run_model(
+            lambda: gradient_by_perturbation(
+                lambda delta: self._split(trainable, frozen, x, delta, last)[:2],
+                shape,
+                resolve_targets,
+            ),
+            x,
         )
+
+    def _probe(self, first: Any) -> None:
+        """Abstract (``jax.eval_shape``): shapes only, no arithmetic, for a built model.
+
+        Eager JAX runs a large network op by op, seconds per image on a CPU; the
+        layer search needs only the order of the calls and their output shapes.
+        An unbuilt model (``stateless_call`` needs its variables) and anything the
+        abstract run cannot do, a batch the model refuses included, are run
+        eagerly instead, so that a failure is the model's own error on the batch.
+        """
+        if not (self.model.built and self._abstract_run(first)):
+            self.model(first, **self.call_kwargs)
+
+    def _abstract_run(self, first: Any) -> bool:
+        """``jax.eval_shape`` of the model on ``first``; ``False`` if it raised."""
+        trainable, frozen = self._variables()
+        kwargs = self.call_kwargs
+        try:
+            self.jax.eval_shape(
+                lambda batch: self.model.stateless_call(trainable, frozen, batch, **kwargs)[0],
+                first,
+            )
+        except GroupCAMError:
+            raise
+        except Exception:
+            return False  # the eager run that follows reports real failures
+        return True
 
     def forward(self, x: Any) -> Any:
         if self._compiled is None:
@@ -325,9 +387,10 @@ class JaxKeras(KerasBackend):
                 return select(outputs)
 
             self._compiled = self.jax.jit(run)
+        compiled = self._compiled
         trainable, frozen = self._variables()
         with self.logits():
-            return self._compiled(trainable, frozen, x)
+            return self.run_model(lambda: compiled(trainable, frozen, x), x)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)
@@ -356,9 +419,13 @@ class TorchKeras(KerasBackend):
 
         return gradient_at_layer(run, x, resolve_targets, self.layer_name)
 
+    def _probe(self, first: Any) -> None:
+        with self.torch.no_grad():
+            self.model(first, **self.call_kwargs)
+
     def forward(self, x: Any) -> Any:
         with self.torch.no_grad(), self.logits():
-            return self._select(self.model(x, **self.call_kwargs))
+            return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()

@@ -99,11 +99,7 @@ class GroupCAM(ExplainerBase):
             probe = make_backend(self.model, self.model, "", None, False, self.output)
             batch = probe.prepare_input(x)
             if batch.ndim == 4 and batch.shape[0] > 0:
-                first = batch[:1]
-                path = find_last_feature_layer(
-                    self.model,
-                    lambda: probe.run_model(lambda: self.model(first, **probe.call_kwargs), first),
-                )
+                path = find_last_feature_layer(self.model, lambda: probe.probe(batch))
                 self._layer = resolve_layer(self.model, path)
         if self._backend is None or self._layer is None:
             target = self._layer or Target("", self.model)

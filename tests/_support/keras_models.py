@@ -148,6 +148,25 @@ class SubclassedResidualCNN(keras.Model):
         return self.head(self.head_norm(self.head_gap(features)))
 
 
+def multi_output_cnns(classes: int = 5) -> dict[str, keras.Model]:
+    """One CNN with its class scores returned alone, in a dict of two, and in a list of two.
+
+    The three models share their layers (and so their weights); the second
+    output is the pooled feature vector.
+    """
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="conv2")(h)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    scores = keras.layers.Dense(classes, name="head")(pooled)
+    return {
+        "tensor": keras.Model(inputs, scores, name="scores_only"),
+        "dict": keras.Model(inputs, {"scores": scores, "embedding": pooled}, name="dict_outputs"),
+        "list": keras.Model(inputs, [pooled, scores], name="list_outputs"),
+    }
+
+
 @contextlib.contextmanager
 def fast_initializers(seed: int = 0) -> Iterator[None]:
     """On JAX, weights drawn with numpy while the block runs; elsewhere nothing changes.
