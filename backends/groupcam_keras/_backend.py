@@ -27,6 +27,7 @@ from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
+from ._compiled import selector_key, shared_forward
 from ._layers import Target, logits_instead_of_softmax
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
@@ -165,6 +166,31 @@ class KerasBackend:
     def _probe(self, first: Any) -> None:
         self.model(first, **self.call_kwargs)
 
+    def _trace_key(self) -> tuple[Any, ...]:
+        """What a compiled forward of this backend bakes into its trace."""
+        return (
+            keras.backend.backend(),
+            self.softmax_layer is not None,  # switched off while tracing, or not
+            tuple(sorted(self.call_kwargs.items())),
+            selector_key(self.output),
+        )
+
+    def _forward_function(self, build: Callable[..., Callable[..., Any]]) -> Callable[..., Any]:
+        """The model's shared compiled forward for this backend's trace key.
+
+        ``build(model_reference, call_kwargs, output)`` makes it when the model
+        has none yet; it must not hold the backend (which holds the model).
+        """
+        if self._compiled is None:
+            kwargs, output = dict(self.call_kwargs), self.output
+            self._compiled = shared_forward(
+                self.model,
+                self._trace_key(),
+                output,
+                lambda reference: build(reference, kwargs, output),
+            )
+        return self._compiled
+
     def _check_channels(self, x: np.ndarray) -> None:
         try:
             shape = self.model.input_shape
@@ -262,13 +288,7 @@ class TensorFlowKeras(KerasBackend):
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if self._compiled is None:
-            tf = self.tf
-            model, kwargs, select = self.model, self.call_kwargs, self._select
-            self._compiled = tf.function(
-                lambda batch: select(model(batch, **kwargs)), reduce_retracing=True
-            )
-        compiled = self._compiled
+        compiled = self._forward_function(_tensorflow_forward)
         with self.logits():
             return np.asarray(self.run_model(lambda: compiled(self.tf.constant(x)), x))
 
@@ -377,17 +397,7 @@ class JaxKeras(KerasBackend):
         return True
 
     def forward(self, x: Any) -> Any:
-        if self._compiled is None:
-            model, kwargs = self.model, self.call_kwargs
-
-            select = self._select
-
-            def run(trainable: Any, frozen: Any, batch: Any) -> Any:
-                outputs, _ = model.stateless_call(trainable, frozen, batch, **kwargs)
-                return select(outputs)
-
-            self._compiled = self.jax.jit(run)
-        compiled = self._compiled
+        compiled = self._forward_function(_jax_forward)
         trainable, frozen = self._variables()
         with self.logits():
             return self.run_model(lambda: compiled(trainable, frozen, x), x)
@@ -429,6 +439,31 @@ class TorchKeras(KerasBackend):
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()
+
+
+def _tensorflow_forward(
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+) -> Callable[[Any], Any]:
+    """A ``tf.function`` of the model that ``reference`` (a weak reference) points to."""
+    import tensorflow as tf
+
+    def forward(batch: Any) -> Any:
+        return select_output(reference()(batch, **call_kwargs), output)
+
+    return tf.function(forward, reduce_retracing=True)
+
+
+def _jax_forward(
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+) -> Callable[[Any, Any, Any], Any]:
+    """A ``jax.jit`` of ``stateless_call`` of the model ``reference`` points to."""
+    import jax
+
+    def forward(trainable: Any, frozen: Any, batch: Any) -> Any:
+        outputs, _ = reference().stateless_call(trainable, frozen, batch, **call_kwargs)
+        return select_output(outputs, output)
+
+    return jax.jit(forward)
 
 
 _BACKENDS: dict[str, type[KerasBackend]] = {
