@@ -7,7 +7,7 @@ Each class imports its framework only when it is built, so importing
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,7 +27,8 @@ from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
-from ._layers import logits_instead_of_softmax, patched_call
+from ._compiled import selector_key, shared_forward
+from ._layers import Target, logits_instead_of_softmax
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
 
@@ -52,22 +53,44 @@ def select_output(raw: Any, selector: OutputSelector = None) -> Any:
 
 
 class KerasBackend:
-    """What every Keras backend shares: layout, dtype, input checks, softmax stripping."""
+    """What every Keras backend shares: layout, dtype, input checks, softmax stripping.
+
+    Parameters
+    ----------
+    model
+        The Keras model.
+    layer
+        The layer or functional-graph operation whose output (or first input,
+        with ``at_input``) is the target feature map.
+    layer_name
+        Its path, as the user sees it (``"outer/inner"``, ``"head_gap:input"``).
+    softmax_layer
+        The layer whose softmax is switched off while the model runs, or ``None``.
+    outputs_probabilities
+        The model's outputs are probabilities (no softmax is applied to them).
+    output
+        The ``output=`` selector of the class scores.
+    at_input
+        The target is the first input ``layer`` receives rather than its output.
+    """
 
     fixed_batch_shape = True
 
     def __init__(
         self,
         model: keras.Model,
-        layer: keras.Layer,
+        layer: keras.Operation,
         layer_name: str,
         softmax_layer: keras.Layer | None,
         outputs_probabilities: bool,
         output: OutputSelector = None,
+        *,
+        at_input: bool = False,
     ) -> None:
         self.model = model
         self.layer = layer
         self.layer_name = layer_name
+        self.target = Target(layer_name, layer, at_input)
         self.softmax_layer = softmax_layer
         self.outputs_probabilities = outputs_probabilities
         self.output = output
@@ -102,20 +125,71 @@ class KerasBackend:
     def _select(self, raw: Any) -> Any:
         return select_output(raw, self.output)
 
-    def run_model(self, call: Any, x: Any) -> Any:
+    def run_model(self, call: Callable[[], Any], x: Any) -> Any:
         """``call()`` (a run of the model on ``x``); the model's errors become InputError.
 
-        Subclassed models declare no input shape, so a batch in the wrong layout
-        or with the wrong channel count is only found when the model runs.
+        Every run of the model goes through here: the default-layer probe, the
+        gradient pass and the masked forward passes. Subclassed models declare no
+        input shape, so a batch in the wrong layout or with the wrong channel
+        count is only found when the model runs; the error then names the
+        batch's shape, the layout, a hint when the batch looks like the other
+        layout, and the channel count the model was built for when known.
         """
         try:
             return call()
         except GroupCAMError:
             raise
         except Exception as error:
+            channels = self._built_channels()
+            takes = f", which takes {channels} channels" if channels is not None else ""
             raise model_failed(
-                f"the model ({self.model.name})", tuple(x.shape), self.input_layout, error
+                f"the model ({self.model.name}{takes})", tuple(x.shape), self.input_layout, error
             ) from error
+
+    def _built_channels(self) -> int | None:
+        """The channel count of the batch the model was built on, when it is known."""
+        axis = 3 if self.input_layout == "channels_last" else 1
+        try:
+            shape = self.model.input_shape
+        except (AttributeError, ValueError):
+            # A subclassed model remembers the shapes it was first called (built) with.
+            shapes = getattr(self.model, "_build_shapes_dict", None) or {}
+            shape = next(iter(shapes.values())) if len(shapes) == 1 else None
+        if isinstance(shape, (tuple, list)) and len(shape) == 4 and isinstance(shape[axis], int):
+            return shape[axis]
+        return None
+
+    def probe(self, x: Any) -> None:
+        """Run the model once on the first image of ``x``, for the default-layer search."""
+        self.run_model(lambda: self._probe(x[:1]), x)
+
+    def _probe(self, first: Any) -> None:
+        self.model(first, **self.call_kwargs)
+
+    def _trace_key(self) -> tuple[Any, ...]:
+        """What a compiled forward of this backend bakes into its trace."""
+        return (
+            keras.backend.backend(),
+            self.softmax_layer is not None,  # switched off while tracing, or not
+            tuple(sorted(self.call_kwargs.items())),
+            selector_key(self.output),
+        )
+
+    def _forward_function(self, build: Callable[..., Callable[..., Any]]) -> Callable[..., Any]:
+        """The model's shared compiled forward for this backend's trace key.
+
+        ``build(model_reference, call_kwargs, output)`` makes it when the model
+        has none yet; it must not hold the backend (which holds the model).
+        """
+        if self._compiled is None:
+            kwargs, output = dict(self.call_kwargs), self.output
+            self._compiled = shared_forward(
+                self.model,
+                self._trace_key(),
+                output,
+                lambda reference: build(reference, kwargs, output),
+            )
+        return self._compiled
 
     def _check_channels(self, x: np.ndarray) -> None:
         try:
@@ -183,6 +257,9 @@ class TensorFlowKeras(KerasBackend):
     def prepare_input(self, x: Any) -> np.ndarray:
         return self._as_numpy(x)
 
+    def _probe(self, first: Any) -> None:
+        self.model(self.tf.constant(first), **self.call_kwargs)
+
     def gradient_pass(self, x: np.ndarray, resolve_targets: TargetResolver) -> GradientPass:
         tf = self.tf
         captured: dict[str, Any] = {}
@@ -193,7 +270,7 @@ class TensorFlowKeras(KerasBackend):
                 captured["activations"] = output
                 return output
 
-            with self.logits(), patched_call(self.layer, capture):
+            with self.logits(), self.target.routed(capture):
                 outputs = self._select(
                     self.run_model(lambda: self.model(tf.constant(x), **self.call_kwargs), x)
                 )
@@ -211,14 +288,9 @@ class TensorFlowKeras(KerasBackend):
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if self._compiled is None:
-            tf = self.tf
-            model, kwargs, select = self.model, self.call_kwargs, self._select
-            self._compiled = tf.function(
-                lambda batch: select(model(batch, **kwargs)), reduce_retracing=True
-            )
+        compiled = self._forward_function(_tensorflow_forward)
         with self.logits():
-            return np.asarray(self._compiled(self.tf.constant(x)))
+            return np.asarray(self.run_model(lambda: compiled(self.tf.constant(x)), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)
@@ -269,7 +341,7 @@ class JaxKeras(KerasBackend):
             captured["activations"] = output
             return output if delta is None else output + delta
 
-        with self.logits(), patched_call(self.layer, perturb):
+        with self.logits(), self.target.routed(perturb):
             outputs, _ = self.model.stateless_call(trainable, frozen, x, **self.call_kwargs)
         if "activations" not in captured:
             raise layer_not_called(self.layer_name)
@@ -288,24 +360,47 @@ class JaxKeras(KerasBackend):
 
         shape = self.run_model(lambda: self.jax.eval_shape(count, x), x)
         last = counted["calls"] - 1
-        return gradient_by_perturbation(
-            lambda delta: self._split(trainable, frozen, x, delta, last)[:2], shape, resolve_targets
+        return self.run_model(
+            lambda: gradient_by_perturbation(
+                lambda delta: self._split(trainable, frozen, x, delta, last)[:2],
+                shape,
+                resolve_targets,
+            ),
+            x,
         )
 
+    def _probe(self, first: Any) -> None:
+        """Abstract (``jax.eval_shape``): shapes only, no arithmetic, for a built model.
+
+        Eager JAX runs a large network op by op, seconds per image on a CPU; the
+        layer search needs only the order of the calls and their output shapes.
+        An unbuilt model (``stateless_call`` needs its variables) and anything the
+        abstract run cannot do, a batch the model refuses included, are run
+        eagerly instead, so that a failure is the model's own error on the batch.
+        """
+        if not (self.model.built and self._abstract_run(first)):
+            self.model(first, **self.call_kwargs)
+
+    def _abstract_run(self, first: Any) -> bool:
+        """``jax.eval_shape`` of the model on ``first``; ``False`` if it raised."""
+        trainable, frozen = self._variables()
+        kwargs = self.call_kwargs
+        try:
+            self.jax.eval_shape(
+                lambda batch: self.model.stateless_call(trainable, frozen, batch, **kwargs)[0],
+                first,
+            )
+        except GroupCAMError:
+            raise
+        except Exception:
+            return False  # the eager run that follows reports real failures
+        return True
+
     def forward(self, x: Any) -> Any:
-        if self._compiled is None:
-            model, kwargs = self.model, self.call_kwargs
-
-            select = self._select
-
-            def run(trainable: Any, frozen: Any, batch: Any) -> Any:
-                outputs, _ = model.stateless_call(trainable, frozen, batch, **kwargs)
-                return select(outputs)
-
-            self._compiled = self.jax.jit(run)
+        compiled = self._forward_function(_jax_forward)
         trainable, frozen = self._variables()
         with self.logits():
-            return self._compiled(trainable, frozen, x)
+            return self.run_model(lambda: compiled(trainable, frozen, x), x)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)
@@ -329,17 +424,46 @@ class TorchKeras(KerasBackend):
         from groupcam_torch.autograd import gradient_at_layer
 
         def run(x: Any, capture: Any) -> Any:
-            with self.logits(), patched_call(self.layer, capture):
+            with self.logits(), self.target.routed(capture):
                 return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
         return gradient_at_layer(run, x, resolve_targets, self.layer_name)
 
+    def _probe(self, first: Any) -> None:
+        with self.torch.no_grad():
+            self.model(first, **self.call_kwargs)
+
     def forward(self, x: Any) -> Any:
         with self.torch.no_grad(), self.logits():
-            return self._select(self.model(x, **self.call_kwargs))
+            return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()
+
+
+def _tensorflow_forward(
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+) -> Callable[[Any], Any]:
+    """A ``tf.function`` of the model that ``reference`` (a weak reference) points to."""
+    import tensorflow as tf
+
+    def forward(batch: Any) -> Any:
+        return select_output(reference()(batch, **call_kwargs), output)
+
+    return tf.function(forward, reduce_retracing=True)
+
+
+def _jax_forward(
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+) -> Callable[[Any, Any, Any], Any]:
+    """A ``jax.jit`` of ``stateless_call`` of the model ``reference`` points to."""
+    import jax
+
+    def forward(trainable: Any, frozen: Any, batch: Any) -> Any:
+        outputs, _ = reference().stateless_call(trainable, frozen, batch, **call_kwargs)
+        return select_output(outputs, output)
+
+    return jax.jit(forward)
 
 
 _BACKENDS: dict[str, type[KerasBackend]] = {

@@ -1,14 +1,26 @@
-"""Finding and patching the target layer of a Keras 3 model."""
+"""Finding and patching the target of a Keras 3 model: a layer, a graph operation, or an input.
+
+A target is the output of a *layer* (any model kind), the output of a non-layer
+*operation* of a functional graph (``x + y``, ``keras.ops.relu(x)``: Keras makes
+one ``keras.Operation`` per such call when it builds the graph), or the first
+input of a layer, spelled ``"<layer>:input"`` (the tensor as that layer receives
+it; the only way to reach a tensor made by ``x + y`` inside a subclassed model's
+``call``, which creates no operation).
+
+Keras 3 looks ``call`` up on the instance each time it runs a layer or an
+operation, on every backend, so an instance attribute routes a tensor through
+groupcam for the duration of one block, whatever the model kind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any, NamedTuple
 
 import keras
 
-from groupcam_core.errors import BackendError, LayerNotFoundError
+from groupcam_core.errors import BackendError, LayerNotFoundError, TargetLayerError
 from groupcam_core.explainer import (
     LayerCall,
     LayerKind,
@@ -18,9 +30,12 @@ from groupcam_core.explainer import (
 
 __all__ = [
     "CONVOLUTIONS",
+    "INPUT_SUFFIX",
+    "Target",
     "all_layers",
     "find_last_feature_layer",
     "patched_call",
+    "patched_input",
     "resolve_layer",
 ]
 
@@ -31,128 +46,230 @@ CONVOLUTIONS = (
     keras.layers.Conv2DTranspose,
 )
 
-
-def all_layers(model: keras.Layer, prefix: str = "") -> Iterator[tuple[str, keras.Layer]]:
-    """Every layer below ``model``, depth first, as ``("outer/inner", layer)`` paths."""
-    for layer in getattr(model, "layers", []):
-        path = f"{prefix}{layer.name}"
-        yield path, layer
-        if getattr(layer, "layers", None):
-            yield from all_layers(layer, prefix=f"{path}/")
-
-
-def resolve_layer(model: keras.Model, target: str | keras.Layer) -> tuple[str, keras.Layer]:
-    """Return ``(path, layer)`` for a target given by name, path or layer object."""
-    layers = list(all_layers(model))
-    if isinstance(target, str):
-        exact = [(path, layer) for path, layer in layers if path == target]
-        if exact:
-            return exact[0]
-        by_name = [(path, layer) for path, layer in layers if layer.name == target]
-        if len(by_name) == 1:
-            return by_name[0]
-        if len(by_name) > 1:
-            raise LayerNotFoundError(
-                f"{len(by_name)} layers are named {target!r}: "
-                f"{', '.join(p for p, _ in by_name)}; pass the full path"
-            )
-        names = [path for path, _ in layers] + [layer.name for _, layer in layers]
-        raise unknown_layer_error(target, names)
-    if isinstance(target, keras.Layer):
-        for path, layer in layers:
-            if layer is target:
-                return path, layer
-        raise LayerNotFoundError(f"layer {target.name!r} is not part of the model")
-    raise BackendError(
-        "target_layer must be a layer name (str), a keras Layer of the model, or None; "
-        f"got {type(target).__name__}"
-    )
-
-
-@contextmanager
-def replaced_call(layer: keras.Layer, call: Callable[..., Any]) -> Iterator[None]:
-    """Make ``layer`` run ``call`` instead of its own ``call`` while the block runs.
-
-    Keras 3 looks ``call`` up on the instance at every call on all backends, so
-    an instance attribute takes effect everywhere; it is removed on exit (or the
-    caller's own instance attribute is put back).
-    """
-    had_own = "call" in layer.__dict__
-    previous = layer.__dict__.get("call")
-    layer.call = call
-    try:
-        yield
-    finally:
-        if had_own:
-            layer.call = previous
-        else:
-            del layer.call
-
-
-def patched_call(layer: keras.Layer, transform: Callable[[Any], Any]) -> Any:
-    """Route ``layer``'s output through ``transform`` while the block runs."""
-    original = layer.call
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return transform(original(*args, **kwargs))
-
-    return replaced_call(layer, call)
-
-
-@contextmanager
-def patched_calls(
-    layers: list[tuple[str, keras.Layer]], make: Callable[[str], Callable[[Any], Any]]
-) -> Iterator[None]:
-    """Patch each ``(path, layer)`` with ``make(path)`` (see :func:`patched_call`)."""
-    with ExitStack() as stack:
-        for path, layer in layers:
-            stack.enter_context(patched_call(layer, make(path)))
-        yield
-
-
 POOLING = (
     keras.layers.MaxPooling2D,
     keras.layers.AveragePooling2D,
 )
 
+#: Appended to a layer's path to name the tensor that layer receives.
+INPUT_SUFFIX = ":input"
 
-def _kind(layer: keras.Layer) -> LayerKind:
-    if isinstance(layer, CONVOLUTIONS):
+
+class Target(NamedTuple):
+    """Where the explained feature map is taken.
+
+    Attributes
+    ----------
+    path
+        The name the user sees: ``"outer/inner"``, or ``"outer/inner:input"``.
+    operation
+        The layer or functional-graph operation whose ``call`` is routed.
+    at_input
+        ``True``: the operation's first input; ``False``: its output.
+    """
+
+    path: str
+    operation: keras.Operation
+    at_input: bool = False
+
+    def routed(self, transform: Callable[[Any], Any]) -> AbstractContextManager[None]:
+        """Route the target tensor through ``transform`` while the block runs."""
+        if self.at_input:
+            return patched_input(self.operation, transform, self.path)
+        return patched_call(self.operation, transform)
+
+
+def _children(operation: Any) -> list[Any]:
+    """The layers and, in a functional graph, the other operations directly inside."""
+    if isinstance(operation, keras.Function):
+        return operation.operations
+    return list(getattr(operation, "layers", None) or [])
+
+
+def all_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, keras.Operation]]:
+    """Every layer and graph operation below ``model``, depth first, as ``("outer/inner", op)``.
+
+    Functional models (``keras.Function``) list their operations, which holds
+    their layers and the non-layer operations of their graph in topological
+    order; Sequential and subclassed models list their layers. Nested models are
+    walked too, their contents prefixed with their path.
+    """
+    for operation in _children(model):
+        path = f"{prefix}{operation.name}"
+        yield path, operation
+        if _children(operation):
+            yield from all_layers(operation, prefix=f"{path}/")
+
+
+def resolve_layer(model: keras.Model, target: str | keras.Operation) -> Target:
+    """The :class:`Target` for a name, a path, ``"<name or path>:input"``, or an object.
+
+    Raises
+    ------
+    LayerNotFoundError
+        Nothing of that name or identity is in the model, or the name is ambiguous.
+    BackendError
+        ``target`` is neither a string nor a Keras operation.
+    """
+    layers = list(all_layers(model))
+    if isinstance(target, str):
+        name, at_input = target, False
+        if target.endswith(INPUT_SUFFIX):
+            name, at_input = target[: -len(INPUT_SUFFIX)], True
+        path, operation = _by_name(name, layers)
+        return Target(path + INPUT_SUFFIX if at_input else path, operation, at_input)
+    if isinstance(target, keras.Operation):
+        for path, operation in layers:
+            if operation is target:
+                return Target(path, operation)
+        raise LayerNotFoundError(f"layer {target.name!r} is not part of the model")
+    raise BackendError(
+        "target_layer must be a layer or operation name (str, optionally ending in "
+        f"{INPUT_SUFFIX!r}), a keras Layer or Operation of the model, or None; "
+        f"got {type(target).__name__}"
+    )
+
+
+def _by_name(name: str, layers: list[tuple[str, keras.Operation]]) -> tuple[str, keras.Operation]:
+    exact = [(path, operation) for path, operation in layers if path == name]
+    if exact:
+        return exact[0]
+    by_name = [(path, operation) for path, operation in layers if operation.name == name]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        raise LayerNotFoundError(
+            f"{len(by_name)} layers are named {name!r}: "
+            f"{', '.join(path for path, _ in by_name)}; pass the full path"
+        )
+    names = [path for path, _ in layers] + [operation.name for _, operation in layers]
+    raise unknown_layer_error(name, names)
+
+
+@contextmanager
+def replaced_call(operation: keras.Operation, call: Callable[..., Any]) -> Iterator[None]:
+    """Make ``operation`` run ``call`` instead of its own ``call`` while the block runs.
+
+    Keras 3 looks ``call`` up on the instance at every call on all backends, for
+    layers and for the other operations of a functional graph, so an instance
+    attribute takes effect everywhere; it is removed on exit (or the caller's own
+    instance attribute is put back).
+    """
+    had_own = "call" in operation.__dict__
+    previous = operation.__dict__.get("call")
+    operation.call = call
+    try:
+        yield
+    finally:
+        if had_own:
+            operation.call = previous
+        else:
+            del operation.call
+
+
+def patched_call(
+    operation: keras.Operation, transform: Callable[[Any], Any]
+) -> AbstractContextManager[None]:
+    """Route ``operation``'s output through ``transform`` while the block runs."""
+    original = operation.call
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return transform(original(*args, **kwargs))
+
+    return replaced_call(operation, call)
+
+
+def patched_input(
+    operation: keras.Operation, transform: Callable[[Any], Any], path: str = ""
+) -> AbstractContextManager[None]:
+    """Route the first input ``operation``'s ``call`` receives through ``transform``.
+
+    Raises
+    ------
+    TargetLayerError
+        (when the model runs) The operation was called without a positional
+        input, or with a list of tensors (a merge layer) instead of one tensor.
+    """
+    original = operation.call
+    name = path or f"{operation.name}{INPUT_SUFFIX}"
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not args:
+            raise TargetLayerError(
+                f"target {name!r}: {operation.name!r} was called without a positional input"
+            )
+        first = args[0]
+        if not (hasattr(first, "shape") and hasattr(first, "dtype")):
+            raise TargetLayerError(
+                f"target {name!r}: {operation.name!r} receives a {type(first).__name__}, not "
+                "one tensor; name the layer or operation that makes the tensor you want"
+            )
+        return original(transform(first), *args[1:], **kwargs)
+
+    return replaced_call(operation, call)
+
+
+def _kind(operation: keras.Operation) -> LayerKind:
+    if isinstance(operation, CONVOLUTIONS):
         return "convolution"
-    if isinstance(layer, POOLING):
+    if isinstance(operation, POOLING):
         return "pooling"
-    if getattr(layer, "layers", None):
+    if _children(operation):
         return "container"
     return "other"
 
 
 def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
-    """Path of the last layer, in call order, that outputs a spatial feature map.
+    """Path of the last layer, operation or layer input that is a spatial feature map.
 
-    ``run`` calls the model once while every layer is patched to record its
-    calls; :func:`groupcam_core.explainer.pick_last_feature_layer` chooses
-    (``conv5_block3_out`` for keras.applications' ResNet50, ``block5_conv3``
-    for VGG16; inside a nested model, the layer within it).
+    ``run`` calls the model once (eagerly or on abstract values) while every
+    layer and graph operation is patched to record its calls;
+    :func:`groupcam_core.explainer.pick_last_feature_layer` chooses. A layer's
+    first input that no recorded operation made (a tensor computed by ``x + y``
+    in a subclassed model's ``call``) is recorded too, as ``"<layer>:input"``,
+    when that layer's call starts.
+
+    Examples of the choice on ``keras.applications``: ``block5_conv3`` for
+    VGG16, ``conv5_block3_out`` for ResNet50, the final residual ``Add``
+    operation for ConvNeXt (a non-layer operation of the graph), and inside a
+    nested base model, the layer or operation within it.
     """
     layers = list(all_layers(model))
+    kinds = {path: _kind(operation) for path, operation in layers}
     last_call: dict[str, LayerCall] = {}
     counter = [0]
+    made: set[int] = set()  # ids of the tensors recorded operations returned
+    keep_alive: list[Any] = []  # ...kept alive, so that ids stay unique during the run
     channels_last = keras.config.image_data_format() == "channels_last"
-    kinds = {path: _kind(layer) for path, layer in layers}
 
-    def make(path: str) -> Callable[[Any], Any]:
-        def record(output: Any) -> Any:
-            counter[0] += 1
-            shape = tuple(getattr(output, "shape", ()))
-            spatial = len(shape) == 4 and (
-                shape[1] * shape[2] > 1 if channels_last else shape[2] * shape[3] > 1
-            )
-            last_call[path] = LayerCall(path, counter[0], bool(spatial), kinds[path], shape)
+    def record(name: str, value: Any, kind: LayerKind) -> None:
+        counter[0] += 1
+        shape = tuple(getattr(value, "shape", None) or ())
+        spatial = (
+            len(shape) == 4
+            and None not in shape
+            and (shape[1] * shape[2] > 1 if channels_last else shape[2] * shape[3] > 1)
+        )
+        last_call[name] = LayerCall(name, counter[0], bool(spatial), kind, shape)
+
+    def make(path: str, operation: keras.Operation) -> Callable[..., Any]:
+        original = operation.call
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if args and hasattr(args[0], "shape") and id(args[0]) not in made:
+                record(path + INPUT_SUFFIX, args[0], "other")
+            output = original(*args, **kwargs)
+            record(path, output, kinds[path])
+            for tensor in keras.tree.flatten(output):
+                made.add(id(tensor))
+                keep_alive.append(tensor)
             return output
 
-        return record
+        return call
 
-    with patched_calls(layers, make):
+    with ExitStack() as stack:
+        for path, operation in layers:
+            stack.enter_context(replaced_call(operation, make(path, operation)))
         run()
     return pick_last_feature_layer(list(last_call.values()))
 

@@ -12,7 +12,7 @@ from groupcam_core.explainer import ExplainerBase
 from groupcam_core.targets import OutputSelector
 
 from ._backend import KerasBackend, make_backend
-from ._layers import final_softmax, find_last_feature_layer, resolve_layer
+from ._layers import Target, final_softmax, find_last_feature_layer, resolve_layer
 
 __all__ = ["GroupCAM"]
 
@@ -27,10 +27,16 @@ class GroupCAM(ExplainerBase):
         ``keras.config.image_data_format()`` layout (channels-last by default)
         and returning ``(B, classes)`` scores.
     target_layer
-        The layer to explain: its name (searched through nested models too), a
-        path ``"outer/inner"`` for a layer inside a nested model, the layer
-        object, or ``None`` for the last layer that outputs a spatial feature
-        map after the last convolution (found on the first call).
+        Where to explain the model: a layer's name (searched through nested
+        models too), a path ``"outer/inner"`` for a layer inside a nested model,
+        the layer object; the name, path or object of a non-layer operation of a
+        functional graph (``x + y`` makes an ``Add`` operation, named ``"add"``,
+        ``"add_1"``, ... by a global counter); ``"<layer>:input"`` for the tensor
+        that layer receives (a spelling that does not depend on the counter, and
+        the only one for a tensor made by ``x + y`` inside a subclassed model's
+        ``call``); or ``None`` for the last spatial feature map at or after the
+        last convolution, skipping pooling layers and nested models (found on
+        the first call; see :func:`groupcam_core.explainer.pick_last_feature_layer`).
     groups, variant, batch_size
         As for :class:`groupcam_torch.GroupCAM`. Full chunks have ``batch_size``
         rows and a shorter last chunk is padded to the next power of two, so
@@ -56,7 +62,7 @@ class GroupCAM(ExplainerBase):
     def __init__(
         self,
         model: keras.Model,
-        target_layer: str | keras.Layer | None = None,
+        target_layer: str | keras.Operation | None = None,
         groups: int = 32,
         variant: str | GroupCAMConfig = "paper",
         batch_size: int | None = None,
@@ -78,34 +84,33 @@ class GroupCAM(ExplainerBase):
         self.output = output
         self.model_outputs = model_outputs
         self.softmax_layer = final_softmax(model) if model_outputs == "auto" else None
-        self._layer = resolve_layer(model, target_layer) if target_layer is not None else None
+        self._layer: Target | None = (
+            resolve_layer(model, target_layer) if target_layer is not None else None
+        )
         self._backend: KerasBackend | None = None
 
     @property
     def target_layer_name(self) -> str | None:
-        """Path of the explained layer (``None`` until found, when chosen automatically)."""
-        return self._layer[0] if self._layer else None
+        """Path of the explained layer or operation (``None`` until found, when automatic)."""
+        return self._layer.path if self._layer else None
 
     def _backend_for(self, x: Any) -> KerasBackend:
         if self._layer is None:
             probe = make_backend(self.model, self.model, "", None, False, self.output)
             batch = probe.prepare_input(x)
             if batch.ndim == 4 and batch.shape[0] > 0:
-                first = batch[:1]
-                path = find_last_feature_layer(
-                    self.model,
-                    lambda: probe.run_model(lambda: self.model(first, **probe.call_kwargs), first),
-                )
+                path = find_last_feature_layer(self.model, lambda: probe.probe(batch))
                 self._layer = resolve_layer(self.model, path)
         if self._backend is None or self._layer is None:
-            name, layer = self._layer if self._layer else ("", self.model)
+            target = self._layer or Target("", self.model)
             backend = make_backend(
                 self.model,
-                layer,
-                name,
+                target.operation,
+                target.path,
                 self.softmax_layer,
                 self.model_outputs == "probabilities",
                 self.output,
+                at_input=target.at_input,
             )
             if self._layer is None:
                 return backend

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
 import numpy as np
 
@@ -99,3 +102,104 @@ def keras_blob_net(torch_model) -> keras.Model:
 
 def weights_of(model: keras.Model) -> list[np.ndarray]:
     return [np.array(w) for w in model.get_weights()]
+
+
+def residual_cnn(classes: int = 5, seed: int = 4) -> keras.Model:
+    """ConvNeXt's ending in small: the last feature map is ``h + branch(h)``, made by ``+``.
+
+    In a functional graph ``+`` creates a non-layer ``Add`` operation, which
+    feeds the head's pooling; the head normalizes the pooled features (so the
+    gradient at the sum depends on them) before the classifier.
+    """
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    with fast_initializers(seed):
+        inputs = keras.Input((32, 32, 3))
+        h = layers.Conv2D(8, 3, strides=2, padding="same", name="stem")(inputs)
+        branch = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(h)
+        branch = layers.Dense(8, activation="gelu", name="pointwise")(branch)
+        h = h + branch  # an Add operation, not a layer
+        h = layers.GlobalAveragePooling2D(name="head_gap")(h)
+        h = layers.LayerNormalization(name="head_norm")(h)
+        outputs = layers.Dense(classes, name="head")(h)
+        return keras.Model(inputs, outputs, name="residual_cnn")
+
+
+class SubclassedResidualCNN(keras.Model):
+    """:func:`residual_cnn` as a subclassed model: ``+`` runs eagerly and makes no operation."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__(name="subclassed_residual_cnn")
+        keras.utils.set_random_seed(5)
+        self.stem = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem")
+        self.depthwise = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")
+        self.pointwise = keras.layers.Dense(8, activation="gelu", name="pointwise")
+        self.head_gap = keras.layers.GlobalAveragePooling2D(name="head_gap")
+        self.head_norm = keras.layers.LayerNormalization(name="head_norm")
+        self.head = keras.layers.Dense(classes, name="head")
+
+    def call(self, x, training=None):
+        h = self.stem(x)
+        h = h + self.pointwise(self.depthwise(h))
+        return self.head(self.head_norm(self.head_gap(h)))
+
+    def tail(self, features):
+        """The model after the sum: what the head does to the feature map."""
+        return self.head(self.head_norm(self.head_gap(features)))
+
+
+def multi_output_cnns(classes: int = 5) -> dict[str, keras.Model]:
+    """One CNN with its class scores returned alone, in a dict of two, and in a list of two.
+
+    The three models share their layers (and so their weights); the second
+    output is the pooled feature vector.
+    """
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="conv2")(h)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    scores = keras.layers.Dense(classes, name="head")(pooled)
+    return {
+        "tensor": keras.Model(inputs, scores, name="scores_only"),
+        "dict": keras.Model(inputs, {"scores": scores, "embedding": pooled}, name="dict_outputs"),
+        "list": keras.Model(inputs, [pooled, scores], name="list_outputs"),
+    }
+
+
+@contextlib.contextmanager
+def fast_initializers(seed: int = 0) -> Iterator[None]:
+    """On JAX, weights drawn with numpy while the block runs; elsewhere nothing changes.
+
+    Keras on JAX compiles one XLA random-number program per weight shape, which
+    makes building a keras.applications network take 5 to 30 s on a CPU; with
+    numpy draws it takes about one. For tests that need a network's structure,
+    not its values.
+    """
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    import jax.numpy as jnp
+    from keras.src.backend.jax import random as jax_random
+
+    rng = np.random.default_rng(seed)
+
+    def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        return jnp.asarray(rng.normal(mean, stddev, size=shape), dtype=dtype or "float32")
+
+    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+        return jnp.asarray(rng.uniform(minval, maxval, size=shape), dtype=dtype or "float32")
+
+    def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        values = np.clip(rng.normal(size=shape), -2.0, 2.0) * stddev + mean
+        return jnp.asarray(values, dtype=dtype or "float32")
+
+    replaced = {"normal": normal, "uniform": uniform, "truncated_normal": truncated_normal}
+    saved = {name: getattr(jax_random, name) for name in replaced}
+    for name, function in replaced.items():
+        setattr(jax_random, name, function)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(jax_random, name, function)
