@@ -7,8 +7,8 @@ Each class imports its framework only when it is built, so importing
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import keras
@@ -61,7 +61,9 @@ class KerasBackend:
         The Keras model.
     layer
         The layer or functional-graph operation whose output (or first input,
-        with ``at_input``) is the target feature map.
+        with ``at_input``) is the target feature map; or a sequence of
+        :class:`~groupcam_keras._layers.Target` for several target layers
+        (``layer_name`` and ``at_input`` are then ignored).
     layer_name
         Its path, as the user sees it (``"outer/inner"``, ``"head_gap:input"``).
     softmax_layer
@@ -79,7 +81,7 @@ class KerasBackend:
     def __init__(
         self,
         model: keras.Model,
-        layer: keras.Operation,
+        layer: keras.Operation | Sequence[Target],
         layer_name: str,
         softmax_layer: keras.Layer | None,
         outputs_probabilities: bool,
@@ -88,9 +90,13 @@ class KerasBackend:
         at_input: bool = False,
     ) -> None:
         self.model = model
-        self.layer = layer
-        self.layer_name = layer_name
-        self.target = Target(layer_name, layer, at_input)
+        if isinstance(layer, (list, tuple)):
+            self.targets = tuple(layer)
+        else:
+            self.targets = (Target(layer_name, layer, at_input),)
+        self.layer = self.targets[0].operation
+        self.layer_names = tuple(target.path for target in self.targets)
+        self.layer_name = ", ".join(self.layer_names)
         self.softmax_layer = softmax_layer
         self.outputs_probabilities = outputs_probabilities
         self.output = output
@@ -124,6 +130,23 @@ class KerasBackend:
 
     def _select(self, raw: Any) -> Any:
         return select_output(raw, self.output)
+
+    @contextmanager
+    def routed(self, make: Callable[[str], Callable[[Any], Any]]) -> Iterator[None]:
+        """Route every target tensor through ``make(path)`` while the block runs."""
+        with ExitStack() as stack:
+            for target in self.targets:
+                stack.enter_context(target.routed(make(target.path)))
+            yield
+
+    def _result(
+        self, activations: Sequence[Any], gradients: Sequence[Any], outputs: Any, targets: Any
+    ) -> GradientPass:
+        if len(self.targets) == 1:
+            return GradientPass(activations[0], gradients[0], outputs, targets)
+        return GradientPass(
+            tuple(activations), tuple(gradients), outputs, targets, self.layer_names
+        )
 
     def run_model(self, call: Callable[[], Any], x: Any) -> Any:
         """``call()`` (a run of the model on ``x``); the model's errors become InputError.
@@ -260,31 +283,40 @@ class TensorFlowKeras(KerasBackend):
     def _probe(self, first: Any) -> None:
         self.model(self.tf.constant(first), **self.call_kwargs)
 
-    def gradient_pass(self, x: np.ndarray, resolve_targets: TargetResolver) -> GradientPass:
+    def gradient_pass(self, x: np.ndarray, objective: TargetResolver) -> GradientPass:
         tf = self.tf
         captured: dict[str, Any] = {}
         with tf.GradientTape() as tape:
 
-            def capture(output: Any) -> Any:
-                tape.watch(output)
-                captured["activations"] = output
-                return output
+            def make(path: str) -> Callable[[Any], Any]:
+                def capture(output: Any) -> Any:
+                    tape.watch(output)
+                    captured[path] = output  # the last call's output wins
+                    return output
 
-            with self.logits(), self.target.routed(capture):
+                return capture
+
+            with self.logits(), self.routed(make):
                 outputs = self._select(
                     self.run_model(lambda: self.model(tf.constant(x), **self.call_kwargs), x)
                 )
-        if "activations" not in captured:
-            raise layer_not_called(self.layer_name)
+        for path in self.layer_names:
+            if path not in captured:
+                raise layer_not_called(path)
         outputs_np = np.asarray(outputs)
-        targets = resolve_targets(outputs_np)
+        targets = objective(outputs_np)
         with tape:
-            score = tf.reduce_sum(tf.gather(outputs, targets, axis=1, batch_dims=1))
-        gradients = tape.gradient(score, captured["activations"])
-        if gradients is None:
-            raise layer_not_connected(self.layer_name)
-        return GradientPass(
-            np.asarray(captured["activations"]), np.asarray(gradients), outputs_np, targets
+            score = tf.reduce_sum(objective.scores(outputs, targets))
+        tensors = [captured[path] for path in self.layer_names]
+        gradients = tape.gradient(score, tensors)
+        for path, gradient in zip(self.layer_names, gradients, strict=True):
+            if gradient is None:
+                raise layer_not_connected(path)
+        return self._result(
+            [np.asarray(t) for t in tensors],
+            [np.asarray(g) for g in gradients],
+            outputs_np,
+            targets,
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -322,32 +354,43 @@ class JaxKeras(KerasBackend):
         return self.jnp.asarray(self._as_numpy(x))
 
     def _split(
-        self, trainable: Any, frozen: Any, x: Any, delta: Any, perturbed_call: int = -1
-    ) -> tuple[Any, Any, int]:
-        """Outputs and the layer's activations, with ``delta`` added at one call.
+        self,
+        trainable: Any,
+        frozen: Any,
+        x: Any,
+        deltas: tuple[Any, ...] | None,
+        perturbed_calls: tuple[int, ...] | None = None,
+    ) -> tuple[Any, tuple[Any, ...], dict[str, int]]:
+        """Outputs and the targets' activations, with ``deltas`` added at one call of each.
 
         A layer called several times is explained at its last call (as on the
-        other backends): ``perturbed_call`` is that call's index, learned from a
-        first, abstract pass that only counts calls.
+        other backends): ``perturbed_calls`` are those calls' indices, learned
+        from a first, abstract pass that only counts calls (``deltas=None``).
         """
         captured: dict[str, Any] = {}
-        calls = [0]
+        calls: dict[str, int] = dict.fromkeys(self.layer_names, 0)
 
-        def perturb(output: Any) -> Any:
-            index = calls[0]
-            calls[0] += 1
-            if index != perturbed_call and perturbed_call >= 0:
-                return output
-            captured["activations"] = output
-            return output if delta is None else output + delta
+        def make(path: str) -> Callable[[Any], Any]:
+            number = self.layer_names.index(path)
 
-        with self.logits(), self.target.routed(perturb):
+            def perturb(output: Any) -> Any:
+                index = calls[path]
+                calls[path] += 1
+                if perturbed_calls is not None and index != perturbed_calls[number]:
+                    return output
+                captured[path] = output
+                return output if deltas is None else output + deltas[number]
+
+            return perturb
+
+        with self.logits(), self.routed(make):
             outputs, _ = self.model.stateless_call(trainable, frozen, x, **self.call_kwargs)
-        if "activations" not in captured:
-            raise layer_not_called(self.layer_name)
-        return self._select(outputs), captured["activations"], calls[0]
+        for path in self.layer_names:
+            if path not in captured:
+                raise layer_not_called(path)
+        return self._select(outputs), tuple(captured[p] for p in self.layer_names), calls
 
-    def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
+    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
         from groupcam_jax.gradient import gradient_by_perturbation
 
         trainable, frozen = self._variables()
@@ -355,19 +398,20 @@ class JaxKeras(KerasBackend):
 
         def count(x: Any) -> Any:
             _, activations, calls = self._split(trainable, frozen, x, None)
-            counted["calls"] = calls
-            return activations  # of the last call: its shape is the shape of delta
+            counted.update(calls)
+            return activations  # of the last calls: their shapes are the deltas' shapes
 
-        shape = self.run_model(lambda: self.jax.eval_shape(count, x), x)
-        last = counted["calls"] - 1
-        return self.run_model(
+        shapes = self.run_model(lambda: self.jax.eval_shape(count, x), x)
+        last = tuple(counted[path] - 1 for path in self.layer_names)
+        result = self.run_model(
             lambda: gradient_by_perturbation(
-                lambda delta: self._split(trainable, frozen, x, delta, last)[:2],
-                shape,
-                resolve_targets,
+                lambda deltas: self._split(trainable, frozen, x, deltas, last)[:2],
+                tuple(shapes),
+                objective,
             ),
             x,
         )
+        return self._result(result.activations, result.gradients, result.outputs, result.targets)
 
     def _probe(self, first: Any) -> None:
         """Abstract (``jax.eval_shape``): shapes only, no arithmetic, for a built model.
@@ -420,14 +464,14 @@ class TorchKeras(KerasBackend):
     def prepare_input(self, x: Any) -> Any:
         return keras.ops.convert_to_tensor(self._as_numpy(x))
 
-    def gradient_pass(self, x: Any, resolve_targets: TargetResolver) -> GradientPass:
-        from groupcam_torch.autograd import gradient_at_layer
+    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
+        from groupcam_torch.autograd import gradient_at_layers
 
-        def run(x: Any, capture: Any) -> Any:
-            with self.logits(), self.target.routed(capture):
+        def run(x: Any, capture_for: Any) -> Any:
+            with self.logits(), self.routed(capture_for):
                 return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
-        return gradient_at_layer(run, x, resolve_targets, self.layer_name)
+        return gradient_at_layers(run, x, objective, list(self.layer_names))
 
     def _probe(self, first: Any) -> None:
         with self.torch.no_grad():

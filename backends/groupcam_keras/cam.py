@@ -10,6 +10,7 @@ from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
 from groupcam_core.targets import OutputSelector
+from groupcam_core.transforms import FeatureTransform
 
 from ._backend import KerasBackend, make_backend
 from ._layers import Target, final_softmax, find_last_feature_layer, resolve_layer
@@ -41,6 +42,10 @@ class GroupCAM(ExplainerBase):
         As for :class:`groupcam_torch.GroupCAM`. Full chunks have ``batch_size``
         rows and a shorter last chunk is padded to the next power of two, so
         compiled functions are traced once per shape, never once per call.
+    reshape_transform
+        For a layer that does not output a 4-D map (a transformer block's
+        ``(B, tokens, channels)``): a function from its output to one, such as
+        ``groupcam_core.tokens_to_grid()``.
     output
         How to find the class scores when the model returns more than one
         tensor: a dict key, an attribute name, a list index or a callable. By
@@ -62,13 +67,14 @@ class GroupCAM(ExplainerBase):
     def __init__(
         self,
         model: keras.Model,
-        target_layer: str | keras.Operation | None = None,
+        target_layer: str | keras.Operation | list[str | keras.Operation] | None = None,
         groups: int = 32,
         variant: str | GroupCAMConfig = "paper",
         batch_size: int | None = None,
         *,
         model_outputs: Literal["auto", "logits", "probabilities"] = "auto",
         output: OutputSelector = None,
+        reshape_transform: FeatureTransform | None = None,
         **settings: Any,
     ) -> None:
         if not isinstance(model, keras.Model):
@@ -79,40 +85,41 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'auto', 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        super().__init__(model, groups, variant, batch_size, settings)
+        super().__init__(model, groups, variant, batch_size, settings, reshape_transform)
         self.model = model
         self.output = output
         self.model_outputs = model_outputs
         self.softmax_layer = final_softmax(model) if model_outputs == "auto" else None
-        self._layer: Target | None = (
-            resolve_layer(model, target_layer) if target_layer is not None else None
-        )
+        self._layers: tuple[Target, ...] | None = None
+        if target_layer is not None:
+            requested = target_layer if isinstance(target_layer, (list, tuple)) else [target_layer]
+            if not requested:
+                raise ConfigError("target_layer is an empty list; name at least one layer")
+            self._layers = tuple(resolve_layer(model, target) for target in requested)
         self._backend: KerasBackend | None = None
 
     @property
     def target_layer_name(self) -> str | None:
-        """Path of the explained layer or operation (``None`` until found, when automatic)."""
-        return self._layer.path if self._layer else None
+        """Path(s) of the explained layer(s) or operation(s) (``None`` until found)."""
+        return ", ".join(target.path for target in self._layers) if self._layers else None
 
     def _backend_for(self, x: Any) -> KerasBackend:
-        if self._layer is None:
+        if self._layers is None:
             probe = make_backend(self.model, self.model, "", None, False, self.output)
             batch = probe.prepare_input(x)
             if batch.ndim == 4 and batch.shape[0] > 0:
                 path = find_last_feature_layer(self.model, lambda: probe.probe(batch))
-                self._layer = resolve_layer(self.model, path)
-        if self._backend is None or self._layer is None:
-            target = self._layer or Target("", self.model)
+                self._layers = (resolve_layer(self.model, path),)
+        if self._backend is None or self._layers is None:
             backend = make_backend(
                 self.model,
-                target.operation,
-                target.path,
+                list(self._layers or (Target("", self.model),)),
+                "",
                 self.softmax_layer,
                 self.model_outputs == "probabilities",
                 self.output,
-                at_input=target.at_input,
             )
-            if self._layer is None:
+            if self._layers is None:
                 return backend
             self._backend = backend
         return self._backend

@@ -11,7 +11,7 @@ import pytest
 from _support.keras_models import SubclassedResidualCNN, residual_cnn
 
 from groupcam_core import LayerNotFoundError, TargetLayerError
-from groupcam_core.targets import make_target_resolver
+from groupcam_core.targets import ClassObjective
 from groupcam_keras import GroupCAM
 from groupcam_keras._layers import all_layers
 
@@ -65,8 +65,8 @@ def reference_gradient(
 
 def _gradient_pass(cam: GroupCAM, images: np.ndarray, targets: list[int]) -> Any:
     with cam.using_backend(images) as backend:
-        resolve = make_target_resolver(targets, len(images), outputs_probabilities=True)
-        return backend.gradient_pass(backend.prepare_input(images), resolve)
+        objective = ClassObjective(targets, len(images), outputs_probabilities=True)
+        return backend.gradient_pass(backend.prepare_input(images), objective)
 
 
 def test_graph_operations_are_walked_and_resolved() -> None:

@@ -1,0 +1,91 @@
+"""Target functions, transformer tokens and several target layers with groupcam_keras."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from _support.keras_models import functional_cnn
+from _support.photos import photos_with_blobs
+
+from groupcam_core import ClassLogit, SegmentationClass, tokens_to_grid
+from groupcam_keras import GroupCAM
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    return photos_with_blobs()[:2, :32, :32]
+
+
+def test_class_functions_and_keras_ops_lambdas(photos) -> None:
+    model = functional_cnn()
+    cam = GroupCAM(model, "features", groups=4)
+    by_class = cam.explain(photos, targets=ClassLogit(1))
+    by_lambda = cam.explain(photos, targets=lambda out: keras.ops.take(out, 1, axis=1))
+    np.testing.assert_allclose(by_class.saliency, by_lambda.saliency, atol=1e-5)
+    logits = keras.ops.convert_to_numpy(model(photos))
+    np.testing.assert_allclose(by_class.target_scores, logits[:, 1], rtol=1e-4, atol=1e-6)
+    assert (by_class.targets == -1).all()
+
+
+def _segmenter() -> keras.Model:
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="features")(inputs)
+    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="down")(h)
+    h = keras.layers.Conv2D(3, 1, name="classify")(h)
+    outputs = keras.layers.UpSampling2D(2, interpolation="bilinear", name="up")(h)
+    return keras.Model(inputs, outputs, name="segmenter")
+
+
+def test_a_segmentation_model(photos) -> None:
+    cam = GroupCAM(_segmenter(), "down", groups=4)
+    by_class = cam.explain(photos, targets=SegmentationClass(1, channel_axis=-1))
+    by_lambda = cam.explain(photos, targets=lambda out: keras.ops.sum(out[..., 1], axis=(1, 2)))
+    np.testing.assert_allclose(by_class.saliency, by_lambda.saliency, atol=1e-5)
+    assert by_class.saliency.shape == (2, 32, 32)
+    outputs = keras.ops.convert_to_numpy(cam.model(photos))
+    np.testing.assert_allclose(
+        by_class.target_scores, outputs[..., 1].sum(axis=(1, 2)), rtol=1e-4, atol=1e-3
+    )
+
+
+class _ClassToken(keras.layers.Layer):
+    def build(self, input_shape) -> None:
+        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="random_normal")
+
+    def call(self, tokens):
+        batch = keras.ops.shape(tokens)[0]
+        cls = keras.ops.broadcast_to(self.token, (batch, 1, keras.ops.shape(tokens)[-1]))
+        return keras.ops.concatenate([cls, tokens], axis=1)
+
+
+def _vit() -> keras.Model:
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((32, 32, 3))
+    patches = keras.layers.Conv2D(32, 4, strides=4, name="embed")(inputs)  # 8 x 8 patches
+    tokens = _ClassToken(name="cls")(keras.layers.Reshape((64, 32))(patches))
+    normed = keras.layers.LayerNormalization(name="norm1")(tokens)
+    attended = keras.layers.MultiHeadAttention(4, 8, name="attention")(normed, normed)
+    tokens = keras.layers.Add()([tokens, attended])
+    cls = keras.layers.Lambda(lambda t: t[:, 0])(keras.layers.LayerNormalization()(tokens))
+    return keras.Model(inputs, keras.layers.Dense(5, name="head")(cls), name="vit")
+
+
+def test_a_small_vit_with_tokens_to_grid(photos) -> None:
+    cam = GroupCAM(_vit(), "norm1", groups=8, reshape_transform=tokens_to_grid())
+    first = cam.explain(photos)
+    np.testing.assert_array_equal(first.saliency, cam.explain(photos).saliency)
+    assert first.saliency.shape == (2, 32, 32)
+    assert np.isfinite(first.saliency).all()
+    assert not first.degenerate.any()
+
+
+def test_several_layers_equal_the_single_layer_runs(photos) -> None:
+    model = functional_cnn()
+    both = GroupCAM(model, ["conv1", "features"], groups=4).explain(photos)
+    assert list(both.layer_saliency) == ["conv1", "features"]
+    for name in ("conv1", "features"):
+        single = GroupCAM(model, name, groups=4).explain(photos)
+        np.testing.assert_allclose(both.layer_saliency[name], single.saliency, atol=1e-5)
+    assert both.group_scores.shape == (2, 8)
