@@ -57,6 +57,7 @@ class Method:
     label: str
     name: str
     options: dict
+    layers: tuple[str, ...] | None = None  # Group-CAM on these layers, fused
 
 
 @dataclass

@@ -15,10 +15,8 @@ from _support.keras_models import (
 
 from groupcam_core import (
     BackendError,
-    ConfigError,
     InputError,
     LayerNotFoundError,
-    TargetError,
     TargetLayerError,
 )
 from groupcam_keras import GroupCAM
@@ -102,16 +100,6 @@ def test_backend_tensors_are_accepted(images) -> None:
     np.testing.assert_allclose(cam(keras.ops.convert_to_tensor(images)), cam(images), atol=1e-6)
 
 
-def test_deterministic_and_batch_equals_one_by_one(images) -> None:
-    cam = GroupCAM(functional_cnn(), "features", groups=4)
-    batch = cam.explain(images, targets=[0, 1, 2])
-    np.testing.assert_array_equal(cam.explain(images, targets=[0, 1, 2]).saliency, batch.saliency)
-    for i in range(3):
-        np.testing.assert_allclose(
-            cam(images[i : i + 1], targets=i)[0], batch.saliency[i], atol=1e-5
-        )
-
-
 def test_compiled_forward_is_not_retraced(images) -> None:
     cam = GroupCAM(functional_cnn(), "features", groups=4, batch_size=5)
 
@@ -180,11 +168,8 @@ def test_unknown_layer_lists_close_matches() -> None:
 @pytest.mark.parametrize(
     ("x", "error", "message"),
     [
-        (np.zeros((32, 32, 3), np.float32), InputError, "4-D batch"),
-        (np.zeros((0, 32, 32, 3), np.float32), InputError, "empty"),
         (np.zeros((2, 32, 32, 4), np.float32), InputError, "takes 3 channels"),
         (np.zeros((2, 3, 32, 32), np.float32), InputError, "looks channels-first"),
-        (np.zeros((2, 32, 32, 3), np.int32), InputError, "floating-point"),
     ],
 )
 def test_bad_input(x, error, message) -> None:
@@ -192,18 +177,7 @@ def test_bad_input(x, error, message) -> None:
         GroupCAM(functional_cnn(), "features", groups=4)(x)
 
 
-def test_nan_and_targets(images) -> None:
-    cam = GroupCAM(functional_cnn(), "features", groups=4)
-    bad = images.copy()
-    bad[0, 0, 0, 0] = np.nan
-    with pytest.raises(InputError, match="NaN or inf"):
-        cam(bad)
-    with pytest.raises(TargetError, match=r"out of range .* 5 classes"):
-        cam(images, targets=5)
-    with pytest.raises(TargetError, match="2 targets for a batch of 3"):
-        cam(images, targets=[1, 2])
-    with pytest.raises(ConfigError, match="groups=13 is more than the 12 channels"):
-        GroupCAM(functional_cnn(), "features", groups=13)(images)
+def test_a_pooled_layer_is_refused(images) -> None:
     with pytest.raises(TargetLayerError, match="4-D feature map"):
         GroupCAM(functional_cnn(), "pool", groups=2)(images)
 
