@@ -367,7 +367,17 @@ def _category(value: Any, name: str = "category") -> int:
     return int(value)
 
 
-class ClassLogit:
+class _OneClass:
+    """A target function about one class (``category``)."""
+
+    def __init__(self, category: int) -> None:
+        self.category = _category(category)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.category!r})"
+
+
+class ClassLogit(_OneClass):
     """The raw output (logit) of a class: ``outputs[:, category]``.
 
     Group-CAM score of a masked input: the logit's change from the blurred
@@ -380,17 +390,11 @@ class ClassLogit:
         The class.
     """
 
-    def __init__(self, category: int) -> None:
-        self.category = _category(category)
-
     def __call__(self, outputs: Any) -> Any:
         return outputs[:, self.category]
 
-    def __repr__(self) -> str:
-        return f"ClassLogit({self.category!r})"
 
-
-class ClassProbability:
+class ClassProbability(_OneClass):
     """The softmax probability of a class (log-sum-exp over the class axis 1).
 
     Group-CAM score of a masked input: the probability's change from the blurred
@@ -404,17 +408,11 @@ class ClassProbability:
         The class.
     """
 
-    def __init__(self, category: int) -> None:
-        self.category = _category(category)
-
     def __call__(self, outputs: Any) -> Any:
         xp = namespace_of(outputs)
         top = xp.max(outputs, axis=1)
         log_total = top + xp.log(xp.sum(xp.exp(outputs - top[:, None]), axis=1))
         return xp.exp(outputs[:, self.category] - log_total)
-
-    def __repr__(self) -> str:
-        return f"ClassProbability({self.category!r})"
 
 
 class SegmentationClass:

@@ -3,29 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
 
 from ..errors import InputError
-from ..explainer import ExplainerBase
-from ..plumbing import forward_in_chunks, target_probabilities, validate_input
+from ..explainer import ExplainerBase, as_backend, preferred_batch_size
+from ..plumbing import forward_in_chunks, resolve_batch_size, target_probabilities, validate_input
 from ..protocol import Backend
 from ..targets import TargetSpec, make_target_resolver
 
 __all__ = [
     "ExplainerLike",
+    "MetricRun",
     "check_maps",
     "check_masks",
     "clean_pass",
     "host_batch",
+    "metric_run",
     "scores",
     "to_host",
 ]
 
 #: A core backend or a groupcam explainer (any ``ExplainerBase``).
 ExplainerLike = Backend | ExplainerBase
+
+
+@dataclass(frozen=True)
+class MetricRun:
+    """A metric's model and inputs: the backend, its chunk size, the images and the maps.
+
+    ``images`` are channels-first host numpy in the model's input dtype, ``maps``
+    float64 ``(B, H, W)`` checked against them.
+    """
+
+    backend: Backend
+    chunk: int
+    images: np.ndarray
+    maps: np.ndarray
+
+
+@contextmanager
+def metric_run(
+    explainer: ExplainerLike, x: Any, saliency: Any, batch_size: int | None
+) -> Iterator[MetricRun]:
+    """The explainer's model as a backend, with the batch and maps checked, while the block runs."""
+    with as_backend(explainer, x) as backend:
+        chunk = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
+        images = host_batch(backend, x)
+        batch, _, height, width = images.shape
+        yield MetricRun(backend, chunk, images, check_maps(saliency, (batch, height, width)))
 
 
 def host_batch(backend: Backend, x: Any) -> np.ndarray:

@@ -10,10 +10,9 @@ from array_api_compat import array_namespace
 
 from .. import ops
 from ..errors import ConfigError, InputError
-from ..explainer import as_backend, preferred_batch_size
-from ..plumbing import positive_int, real_number, resolve_batch_size
+from ..plumbing import positive_int, real_number
 from ..targets import TargetSpec
-from ._host import ExplainerLike, check_maps, clean_pass, host_batch, scores
+from ._host import ExplainerLike, clean_pass, metric_run, scores
 
 __all__ = ["DEFAULT_STEPS", "CausalCurves", "curve_auc", "deletion", "insertion"]
 
@@ -92,11 +91,9 @@ def _causal(
     batch_size: int | None,
     blur: tuple[int, float] | None = None,
 ) -> CausalCurves:
-    with as_backend(explainer, x) as backend:
-        chunk = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
-        images = host_batch(backend, x)
+    with metric_run(explainer, x, saliency, batch_size) as run:
+        backend, chunk, images, maps = run.backend, run.chunk, run.images, run.maps
         batch, _, height, width = images.shape
-        maps = check_maps(saliency, (batch, height, width))
         pixels = height * width
         step = max(1, pixels // DEFAULT_STEPS) if step is None else step
         step = positive_int(step, "step")

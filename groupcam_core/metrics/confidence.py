@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..explainer import as_backend, preferred_batch_size
-from ..plumbing import resolve_batch_size
 from ..targets import TargetSpec
-from ._host import ExplainerLike, check_maps, clean_pass, host_batch, scores
+from ._host import ExplainerLike, clean_pass, metric_run, scores
 
 __all__ = ["ConfidenceChange", "average_drop_and_increase"]
 
@@ -87,11 +85,9 @@ def average_drop_and_increase(
         Per-image ``original``, ``masked``, ``drops`` and ``increased``, with the
         aggregates ``average_drop`` and ``increase_in_confidence``.
     """
-    with as_backend(explainer, x) as backend:
-        chunk = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
-        images = host_batch(backend, x)
-        batch, _, height, width = images.shape
-        maps = check_maps(saliency, (batch, height, width))
+    with metric_run(explainer, x, saliency, batch_size) as run:
+        backend, chunk, images, maps = run.backend, run.chunk, run.images, run.maps
+        batch = images.shape[0]
         if maps.min() < 0 or maps.max() > 1:
             raise InputError(
                 f"saliency maps must lie in [0, 1] to mask images, got values from "
