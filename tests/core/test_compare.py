@@ -178,8 +178,12 @@ def test_markdown_table() -> None:
     assert cells[0] == "last"
     assert cells[3] == "6"  # 4 groups + 2
     assert float(cells[4]) < 1e-6
-    assert float(cells[6]) > 0.999999
+    assert cells[6] == "1" or cells[6].startswith("1 - ")
+    assert cells[7] == "1"
     assert cells[8] == "3/3"
+    other = [cell.strip() for cell in lines[4].split("|")[1:-1]]
+    assert float(other[6]) < 0.9  # a correlation far from 1 gets 4 decimals
+    assert len(other[6].split(".")[-1]) == 4
 
 
 def test_from_runs_checks_shapes_and_reference() -> None:
@@ -228,6 +232,12 @@ def test_figure(tmp_path, with_photos) -> None:
     picture = np.asarray(Image.open(path).convert("RGB"))
     assert picture.shape[0] > 200
     assert picture.std() > 20
+    small = result.save_figure(tmp_path / "small.png", images=[0], colors=64, over_photos=False)
+    with Image.open(small) as picture:
+        assert picture.mode == "P"
+        assert len(picture.getcolors()) <= 64
+    with pytest.raises(ConfigError, match="colors"):
+        result.save_figure(tmp_path / "x.png", colors=1)
     with pytest.raises(ConfigError, match="titles"):
         result.save_figure(tmp_path / "x.png", titles=["one"])
     with pytest.raises(ConfigError, match="images is empty"):
