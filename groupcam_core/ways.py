@@ -38,12 +38,14 @@ from .protocol import Layout
 from .result import Explanation
 
 __all__ = [
+    "MISSING_EXIT",
     "WAYS",
     "Way",
     "get_way",
     "make_explainer",
     "missing_modules",
     "read_runs",
+    "run_way",
     "sample_batch",
 ]
 

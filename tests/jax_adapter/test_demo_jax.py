@@ -12,7 +12,7 @@ from groupcam_core.cli import main
 
 @pytest.mark.slow
 def test_demo_in_jax(tmp_path, capsys) -> None:
-    """About 30 s: 24 passes of EfficientNet-Lite0 in linen, with compilation."""
+    """About 20 s: 24 passes of EfficientNet-Lite0 in linen, with compilation."""
     out = tmp_path / "pictures"
     assert main(["demo", "--framework", "jax", "--out", str(out), "--groups", "4"]) == 0
     printed = capsys.readouterr().out
