@@ -50,7 +50,8 @@ def keras_and_jax(session: nox.Session) -> None:
     Keras picks its backend once per process, so each backend runs in its own
     pytest process; the contract suite runs for each Keras backend and for the
     three JAX ways in (linen, NNX, plain functions). torch is installed for the
-    comparisons with groupcam_torch.
+    comparisons with groupcam_torch. Last, ``groupcam compare`` runs across frameworks
+    (tests/crossframework).
     """
     session.install(TORCH)
     session.install(".[torch,keras,jax,test]", "jax[cpu]", "scikit-learn>=1.3")
@@ -69,6 +70,8 @@ def keras_and_jax(session: nox.Session) -> None:
         *session.posargs,
         env={"GROUPCAM_WAYS": JAX_WAYS},
     )
+    # `groupcam compare` across frameworks: it starts one process per way itself.
+    session.run("pytest", "tests/crossframework", *session.posargs)
 
 
 @nox.session

@@ -15,7 +15,7 @@ from .engine import explain_group_cam
 from .errors import BackendError, ConfigError, InputError, LayerNotFoundError, TargetLayerError
 from .locks import model_lock
 from .plumbing import positive_int
-from .protocol import Backend
+from .protocol import Backend, Layout
 from .result import Explanation
 from .targets import TargetSpec
 from .transforms import FeatureTransform, TransformedBackend
@@ -214,6 +214,20 @@ class ExplainerBase:
 
     def _backend_for(self, x: Any) -> Backend:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @property
+    def input_layout(self) -> Layout:
+        """The layout of the images the model takes: ``"channels_first"`` or ``"channels_last"``.
+
+        PyTorch: channels-first; Keras: ``keras.config.image_data_format()`` at
+        the time of asking; JAX: the ``layout`` the explainer was given.
+        :func:`groupcam_core.compare.compare` reads it to hand each explainer
+        the images in its layout. Adapters override this property.
+        """
+        raise BackendError(
+            f"{type(self).__name__} does not say which image layout its model takes "
+            "(it does not implement input_layout)"
+        )
 
     def _explaining(self) -> AbstractContextManager[Any]:
         return nullcontext()

@@ -224,6 +224,11 @@ class GroupCAM(ExplainerBase):
         )
 
     @property
+    def input_layout(self) -> Layout:
+        """The ``layout`` given: the layout of the input and of the feature map."""
+        return self.layout
+
+    @property
     def target_layer_name(self) -> str | None:
         """Path(s) of the explained layer(s) (``None`` until found automatically)."""
         return ", ".join(self._layer_names) if self._layer_names else None

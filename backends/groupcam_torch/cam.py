@@ -11,6 +11,7 @@ from torch import nn
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
+from groupcam_core.protocol import Layout
 from groupcam_core.transforms import FeatureTransform
 
 from ._backend import Autocast, OutputSelector, TorchBackend, model_device_and_dtype
@@ -127,6 +128,11 @@ class GroupCAM(ExplainerBase):
             if not targets:
                 raise ConfigError("target_layer is an empty list; name at least one layer")
             self._layers = [resolve_layer(model, target) for target in targets]
+
+    @property
+    def input_layout(self) -> Layout:
+        """``"channels_first"``: PyTorch models take ``(B, C, H, W)`` batches."""
+        return "channels_first"
 
     @property
     def target_layer_name(self) -> str | None:

@@ -1,29 +1,16 @@
-"""The ``groupcam demo`` job: EfficientNet-Lite0 explained on four offline photos."""
+"""The ``groupcam demo`` job with PyTorch: EfficientNet-Lite0 explained on four offline photos.
+
+:func:`groupcam_core.demo.run_demo` runs it in any way in (``way="keras-jax"``, ...).
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-from groupcam_core.samples import SAMPLE_PHOTOS, imagenet_class_names, load_sample_photos
-from groupcam_core.visualization import save_grid, save_overlay
-
-from .cam import GroupCAM
-from .pretrained import efficientnet_lite0, photos_to_batch
+from groupcam_core.demo import DemoResult
+from groupcam_core.demo import run_demo as _run_demo
 
 __all__ = ["DemoResult", "run_demo"]
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    """What the demo wrote and found."""
-
-    overlays: list[Path]
-    grid: Path
-    predictions: dict[str, tuple[str, float]]
 
 
 def run_demo(
@@ -47,25 +34,4 @@ def run_demo(
         Paths of one overlay per photo and of the grid, and each photo's
         predicted class name with its probability.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    photos = load_sample_photos(SAMPLE_PHOTOS)
-    model = efficientnet_lite0()
-    cam = GroupCAM(model, groups=groups, variant=variant, batch_size=batch_size)
-    result = cam.explain(photos_to_batch(list(photos.values())))
-    names = imagenet_class_names()
-    overlays, titles, predictions = [], [], {}
-    for index, (photo_name, photo) in enumerate(photos.items()):
-        label = names[int(result.targets[index])]
-        probability = float(result.target_probabilities[index])
-        predictions[photo_name] = (label, probability)
-        title = f"{photo_name}: {label} ({probability:.0%})"
-        titles.append(title)
-        path = out / f"{photo_name}_groupcam.png"
-        save_overlay(path, photo, result.saliency[index], title=title)
-        overlays.append(path)
-        logger.info("wrote %s", path)
-    grid = save_grid(
-        out / "groupcam_grid.png", list(photos.values()), list(result.saliency), titles
-    )
-    return DemoResult(overlays=overlays, grid=grid, predictions=predictions)
+    return _run_demo(out_dir, "torch", variant=variant, groups=groups, batch_size=batch_size)

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+
+#: The settings of the cross-framework map tests: 8 groups (10 passes per image) on
+#: the head's ReLU6, the four sample photos at 224 x 224, chunks of 20 rows.
+MAP_SETTINGS = {"groups": 8, "batch_size": 20}
+
+
+@lru_cache(maxsize=1)
+def torch_model() -> Any:
+    """The torch EfficientNet-Lite0 with its ImageNet weights, in eval mode (built once)."""
+    import torch
+
+    from groupcam_torch.pretrained import efficientnet_lite0
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return efficientnet_lite0()
 
 
 @lru_cache(maxsize=1)
@@ -16,12 +32,20 @@ def torch_reference() -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     from groupcam_core.samples import load_sample_photos
-    from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
+    from groupcam_torch.pretrained import photos_to_batch
 
     batch = photos_to_batch(list(load_sample_photos().values()))
+    model = torch_model()  # built outside inference mode: its weights must stay normal tensors
     with torch.inference_mode():
-        logits = efficientnet_lite0()(batch).numpy()
+        logits = model(batch).numpy()
     images = np.ascontiguousarray(batch.numpy().transpose(0, 2, 3, 1))
     images.setflags(write=False)
     logits.setflags(write=False)
     return images, logits
+
+
+def torch_cam(variant: str) -> Any:
+    """``groupcam_torch.GroupCAM`` on the torch model's head ReLU6 (``_swish``), MAP_SETTINGS."""
+    from groupcam_torch import GroupCAM
+
+    return GroupCAM(torch_model(), "_swish", variant=variant, **MAP_SETTINGS)
