@@ -9,6 +9,7 @@ import keras
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
+from groupcam_core.protocol import Layout
 from groupcam_core.targets import OutputSelector
 from groupcam_core.transforms import FeatureTransform
 
@@ -97,6 +98,12 @@ class GroupCAM(ExplainerBase):
                 raise ConfigError("target_layer is an empty list; name at least one layer")
             self._layers = tuple(resolve_layer(model, target) for target in requested)
         self._backend: KerasBackend | None = None
+
+    @property
+    def input_layout(self) -> Layout:
+        """``keras.config.image_data_format()``: the layout Keras models take."""
+        layout: Layout = keras.config.image_data_format()
+        return layout
 
     @property
     def target_layer_name(self) -> str | None:
