@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ._version import __version__
 from .config import VARIANTS
 from .errors import GroupCAMError
+from .jobs.command import add_explain_command, run_explain
 
 __all__ = ["main"]
 
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--variant", choices=sorted(VARIANTS), default="paper")
     demo.add_argument("--groups", type=_positive_int, default=32)
     demo.add_argument("--batch-size", type=_positive_int, default=None)
+    add_explain_command(commands)
     return parser
 
 
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "explain":
+            return run_explain(args)
     except GroupCAMError as error:
         print(f"groupcam: error: {error}", file=sys.stderr)
         return 1
