@@ -7,6 +7,7 @@ Every adapter has a ``job`` module with the same functions; the framework-free
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ def load_file(path: str, trust_model: bool) -> nn.Module:
     """
     kind = classify_file(path)
     if kind == "torchscript":
-        mirror = mirror_script_module(torch.jit.load(path, map_location="cpu"))
+        with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript; the user chose it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(path, map_location="cpu")
+        mirror = mirror_script_module(scripted)
         if isinstance(mirror, ScriptedLayer):
             raise UsageError(
                 f"model: {path} is a TorchScript {mirror.original_name} whose forward runs in "

@@ -130,15 +130,24 @@ class OutputFolder:
         self.journal_path = self.root / JOURNAL
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"--out {self.root} is a file, not a folder")
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._fresh = overwrite or not self.journal_path.exists()
+        if not self._fresh:
+            self._read_journal()
+        self._journal: Any = None
+        self._last_tables = time.monotonic()
+
+    def _open(self) -> None:
+        """Create the folders and the journal (afresh, or to append to) on first use."""
+        if self._journal is not None:
+            return
         for folder in (self.root, self.maps, self.overlays):
             folder.mkdir(parents=True, exist_ok=True)
-        self.rows: dict[str, dict[str, Any]] = {}
-        if overwrite or not self.journal_path.exists():
+        if self._fresh:
             self._start_journal()
-        else:
-            self._read_journal()
         self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
-        self._last_tables = time.monotonic()
+        if getattr(self, "_cut_short", False):
+            self._journal.write("\n")
 
     # -- the journal ------------------------------------------------------------
     def _header(self) -> dict[str, Any]:
@@ -176,9 +185,8 @@ class OutputFolder:
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by an interrupted run
             self.rows[row["name"]] = row
-        if lines[-1] != "":  # the last line was cut short: start the next one afresh
-            with open(self.journal_path, "a", encoding="utf-8") as handle:
-                handle.write("\n")
+        if lines[-1] != "":  # the last line was cut short: the next one starts afresh
+            self._cut_short = True
 
     def done(self, image: ImageInput) -> bool:
         """Whether ``image`` was explained by an earlier run and its files are in place."""
@@ -193,6 +201,7 @@ class OutputFolder:
 
     def record(self, outcome: Outcome) -> None:
         """Put an image's files in place, then append its row to the journal."""
+        self._open()
         name = outcome.row["name"]
         if outcome.map_npy is not None:
             atomic_write(self.maps / f"{name}.npy", outcome.map_npy)
@@ -225,6 +234,7 @@ class OutputFolder:
 
     def write_tables(self, images: list[ImageInput], run: dict[str, Any]) -> None:
         """Rewrite ``results.csv`` and ``summary.json`` (atomically) from the journal."""
+        self._open()
         self._journal.flush()
         rows = self.ordered_rows(images)
         buffer = io.StringIO()
@@ -264,7 +274,9 @@ class OutputFolder:
 
     def close(self) -> None:
         """Close the journal."""
-        self._journal.close()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
 
 def _number(value: Any) -> bool:

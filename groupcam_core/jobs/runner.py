@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .inputs import ImageInput
 from .outputs import OutputFolder
-from .settings import ExplainJob
+from .settings import ExplainJob, UsageError
 from .worker import JobWorker, Outcome
 
 __all__ = ["JobReport", "Progress", "Runner", "explain_images", "local_outcomes"]
@@ -133,6 +133,7 @@ def explain_images(
     bar = progress(len(pending)) if progress is not None else None
     explained = 0
     interrupted = False
+    setup_failed = False
     info = dict(run_info or {"runner": "local"})
 
     def facts() -> dict[str, Any]:
@@ -157,10 +158,14 @@ def explain_images(
                 folder.write_tables(images, facts())
     except KeyboardInterrupt:
         interrupted = True
+    except UsageError:  # the model could not be loaded: nothing was explained
+        setup_failed = explained == 0
+        raise
     finally:
         if bar is not None:
             bar.close()
-        folder.write_tables(images, facts())
+        if not setup_failed:
+            folder.write_tables(images, facts())
         folder.close()
     failed = [
         (image.path, str(folder.rows[image.name].get("error", "")))
