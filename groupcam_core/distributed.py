@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .jobs.inputs import ImageInput
+from .jobs.models import ModelLoadError
 from .jobs.runner import JobReport, explain_images
 from .jobs.settings import ExplainJob, UsageError
 from .jobs.worker import RESULT_COLUMNS, JobWorker, Outcome
@@ -211,8 +212,16 @@ def ray_outcomes(
         cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
     )
-    for row in results.iter_rows():
-        yield _outcome(dict(row))
+    try:
+        for row in results.iter_rows():
+            yield _outcome(dict(row))
+    except Exception as error:  # Ray wraps an actor's failure to start in its own errors
+        text = str(error)
+        marker = f"{ModelLoadError.__module__}.{ModelLoadError.__name__}: "
+        if marker not in text:
+            raise
+        message = text.split(marker, 1)[1].splitlines()[0]
+        raise ModelLoadError(f"the Ray workers could not load the model: {message}") from error
 
 
 def explain_images_on_ray(

@@ -213,14 +213,24 @@ def _progress_bar(quiet: bool) -> Any:
     return make
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the current folder when it lies below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def _report(report: JobReport, quiet: bool) -> int:
     if report.failed:
         print(
-            f"groupcam explain: {len(report.failed)} of {report.images} images failed:",
+            f"groupcam explain: {len(report.failed)} of {_count(report.images, 'image')} failed:",
             file=sys.stderr,
         )
         for path, message in report.failed[:MAX_LISTED_FAILURES]:
-            print(f"  {path}: {message}", file=sys.stderr)
+            print(f"  {_shown(path)}: {message}", file=sys.stderr)
         if len(report.failed) > MAX_LISTED_FAILURES:
             rest = len(report.failed) - MAX_LISTED_FAILURES
             print(f"  ... and {rest} more (see {report.out / 'results.csv'})", file=sys.stderr)
@@ -231,8 +241,8 @@ def _report(report: JobReport, quiet: bool) -> int:
     if not quiet:
         done = report.images - len(report.failed)
         print(
-            f"{done} of {report.images} images explained ({report.explained} in this run, "
-            f"{report.skipped} before) in {report.wall_seconds:.1f} s -> {report.out}"
+            f"{done} of {_count(report.images, 'image')} explained ({report.explained} in this "
+            f"run, {report.skipped} before) in {report.wall_seconds:.1f} s -> {report.out}"
         )
     if report.interrupted:
         return 130
@@ -250,7 +260,7 @@ def run_explain(args: argparse.Namespace) -> int:
             if not args.quiet:
                 where = f"on Ray ({args.ray})" if args.ray else "locally"
                 print(
-                    f"Explaining {pending} images {where}"
+                    f"Explaining {_count(pending, 'image')} {where}"
                     + (f" ({skipped} done before)" if skipped else "")
                     + f" -> {args.out}",
                     flush=True,

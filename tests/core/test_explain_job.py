@@ -381,3 +381,16 @@ def test_api_runs_the_same_job(folder: Path, tmp_path: Path) -> None:
     assert "deletion_auc" in rows[0]
     assert "insertion_auc" not in rows[0]
     assert 0.0 <= float(rows[0]["deletion_auc"]) <= 1.0
+
+
+def test_progress_bar_on_a_terminal(folder: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    args = [FAKE, str(folder / "a"), str(folder / "grey.png"), "--out", str(tmp_path / "out")]
+    assert explain(*args, "--size", "32", "--groups", "4") == 0
+    err = capsys.readouterr().err
+    assert "explain: 100%" in err
+    assert "2/2" in err
+    assert "img/s" in err
+    assert explain(*args, "--size", "32", "--groups", "4", "--quiet", "--overwrite") == 0
+    assert capsys.readouterr().err == ""
