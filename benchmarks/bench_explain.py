@@ -11,8 +11,8 @@ built-in EfficientNet-Lite0 in torch at 224 x 224, the paper preset, G = 32:
 
 Two rates per run: **end to end** (images over the whole command's wall time,
 Python and Ray start-up, model loading and writing included) and **steady**
-(images per second between the first and the last image written, from the
-journal's time stamps: the rate a long job approaches). Also measured: how
+(images per second between the first and the last image a worker finished,
+from the journal's time stamps: the rate a long job approaches). Also measured: how
 fast the driver alone writes outcomes (maps, overlays, journal), the ceiling
 of any number of workers behind one driver.
 
@@ -77,7 +77,7 @@ def run(label: str, folder: Path, out: Path, extra: list[str]) -> dict[str, obje
     if done.returncode != 0:
         raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     lines = (out / "journal.jsonl").read_text().splitlines()[1:]
-    stamps = sorted(json.loads(line)["at"] for line in lines if line.strip())
+    stamps = sorted(json.loads(line)["done"] for line in lines if line.strip())
     images = len(stamps)
     steady = (images - 1) / (stamps[-1] - stamps[0]) if images > 1 else float("nan")
     return {"run": label, "images": images, "wall_s": wall, "end_to_end": images / wall,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,10 @@ __all__ = [
     "ray_outcomes",
 ]
 
-#: Columns of :func:`explain_dataset`'s result: the ``results.csv`` row, then the
-#: bytes of ``maps/<name>.npy`` and ``overlays/<name>.png`` (empty for an error).
-OUTPUT_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, "map_npy", "overlay_png")
+#: Columns of :func:`explain_dataset`'s result: the ``results.csv`` row, the bytes
+#: of ``maps/<name>.npy`` and ``overlays/<name>.png`` (empty for an error), and
+#: when the worker finished the image (``time.time()``).
+OUTPUT_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, "map_npy", "overlay_png", "finished")
 
 
 def _ray() -> Any:
@@ -97,18 +99,23 @@ class ExplainActor:
                 columns[column].append(outcome.row.get(column, ""))
             columns["map_npy"].append(outcome.map_npy or b"")
             columns["overlay_png"].append(outcome.overlay_png or b"")
-        return {column: _column(values) for column, values in columns.items()}
+            columns["finished"].append(outcome.finished)
+        return {column: _column(column, values) for column, values in columns.items()}
 
 
-def _column(values: list[Any]) -> np.ndarray:
-    # One type per column for Arrow: text as str, numbers as float (NaN for none).
-    if all(isinstance(value, bytes) for value in values):
+#: Columns held as float64 (NaN where a row has no value; ``degenerate`` as 0 or 1).
+_NUMERIC = frozenset(
+    ("target", "probability", "degenerate", "insertion_auc", "deletion_auc", "seconds", "finished")
+)
+
+
+def _column(name: str, values: list[Any]) -> np.ndarray:
+    # One type per column in every batch, so that Arrow blocks always concatenate.
+    if name in ("map_npy", "overlay_png"):
         return np.asarray(values, dtype=object)
-    if all(isinstance(value, (int, float, bool)) or value == "" for value in values) and any(
-        value != "" for value in values
-    ):
+    if name in _NUMERIC:
         return np.asarray(
-            [np.nan if value == "" else float(value) for value in values], dtype=np.float64
+            [np.nan if value in ("", None) else float(value) for value in values], np.float64
         )
     return np.asarray([str(value) for value in values], dtype=object)
 
@@ -182,7 +189,8 @@ def _outcome(row: dict[str, Any]) -> Outcome:
             fields[column] = bool(value)
         elif isinstance(value, np.generic):
             fields[column] = value.item()
-    return Outcome(fields, row.get("map_npy") or None, row.get("overlay_png") or None)
+    finished = float(row.get("finished") or time.time())
+    return Outcome(fields, row.get("map_npy") or None, row.get("overlay_png") or None, finished)
 
 
 def ray_outcomes(

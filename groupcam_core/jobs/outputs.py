@@ -7,7 +7,7 @@ Layout of ``DIR``::
     results.csv            one row per image (see RESULT_COLUMNS)
     summary.json           counts, means with standard errors, settings, versions
     journal.jsonl          the job's settings, then one line per finished image
-                           (its row, and when it was written)
+                           (its row, when the worker finished it and when it was written)
 
 Every file is written under a temporary name in its folder and renamed over
 its final name, so a reader (or an interrupted run) never sees half a file. An
@@ -208,7 +208,11 @@ class OutputFolder:
             atomic_write(self.maps / f"{name}.npy", outcome.map_npy)
         if outcome.overlay_png is not None:
             atomic_write(self.overlays / f"{name}.png", outcome.overlay_png)
-        entry = {"row": outcome.row, "at": round(time.time(), 3)}
+        entry = {
+            "row": outcome.row,
+            "done": round(outcome.finished, 3),
+            "at": round(time.time(), 3),
+        }
         self._journal.write(json.dumps(entry, default=str) + "\n")
         self._journal.flush()
         self.rows[name] = outcome.row

@@ -56,11 +56,14 @@ class Outcome:
         model's input resolution; ``None`` for an error.
     overlay_png
         The contents of ``overlays/<name>.png``; ``None`` for an error.
+    finished
+        When the worker finished the image (``time.time()`` on its machine).
     """
 
     row: dict[str, Any]
     map_npy: bytes | None = None
     overlay_png: bytes | None = field(default=None, repr=False)
+    finished: float = field(default_factory=time.time)
 
     @property
     def ok(self) -> bool:

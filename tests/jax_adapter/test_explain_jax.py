@@ -49,3 +49,20 @@ def test_jax_has_no_model_files(folder: Path, tmp_path: Path, capsys) -> None:
     args = [str(model), str(folder / "a"), "--out", str(tmp_path / "o"), "--framework", "jax"]
     assert main(["explain", *args]) == 2
     assert "torch file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_builtin_in_flax_linen_matches_torch(folder: Path, tmp_path: Path) -> None:
+    import torch
+
+    from groupcam_torch import GroupCAM
+    from groupcam_torch.pretrained import efficientnet_lite0
+
+    out = tmp_path / "out"
+    args = ["efficientnet-lite0", str(folder / "grey.png"), "--out", str(out), "--framework", "jax"]
+    assert main(["explain", *args, "--size", "64", "--groups", "8", "--quiet"]) == 0
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        row = next(csv.DictReader(handle))
+    x = reference_input(row["path"], 64, "inception").transpose(0, 3, 1, 2).copy()
+    expected = GroupCAM(efficientnet_lite0(), groups=8)(torch.from_numpy(x))[0]
+    np.testing.assert_allclose(np.load(out / "maps" / "grey.npy"), expected, atol=1e-4)

@@ -85,3 +85,15 @@ def test_builtin_in_keras_matches_torch(folder: Path, tmp_path: Path) -> None:
     x = reference_input(row["path"], 64, "inception").transpose(0, 3, 1, 2).copy()
     expected = GroupCAM(efficientnet_lite0(), groups=8)(torch.from_numpy(x))[0]
     np.testing.assert_allclose(np.load(out / "maps" / f"{row['name']}.npy"), expected, atol=1e-4)
+
+
+def test_keras_input_size_is_the_models(folder: Path, tmp_path: Path) -> None:
+    from _support.keras_models import functional_cnn
+
+    saved = tmp_path / "fixed.keras"
+    functional_cnn().save(saved)  # declares (32, 32, 3) inputs
+    out = tmp_path / "out"
+    assert (
+        main(["explain", str(saved), str(folder / "grey.png"), "--out", str(out), "--quiet"]) == 0
+    )
+    assert np.load(out / "maps" / "grey.npy").shape == (32, 32)
