@@ -1,4 +1,4 @@
-"""Sessions: lint, core, torch, keras-and-jax (the test suite); bench, evaluate, docs.
+"""Sessions: lint, core, torch, keras-and-jax, ray (the test suite); bench, evaluate, docs.
 
 Run ``nox`` for the default sessions: the whole test suite. ``nox -- -m "not slow"``
 skips the slow tests for a quicker loop while developing.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "core", "torch", "keras-and-jax"]
+nox.options.sessions = ["lint", "core", "torch", "keras-and-jax", "ray"]
 nox.options.reuse_existing_virtualenvs = True
 
 # A local CPU build; an unpinned torch would pull a multi-GB CUDA build here.
@@ -75,15 +75,28 @@ def keras_and_jax(session: nox.Session) -> None:
 
 
 @nox.session
+def ray(session: nox.Session) -> None:
+    """``groupcam explain --ray`` and groupcam_core.distributed on a local Ray runtime.
+
+    The tests start Ray themselves with ``num_cpus=2`` on this machine only, and
+    shut it down afterwards.
+    """
+    session.install(TORCH)
+    session.install(".[torch,test,ray]")
+    session.run("pytest", "tests/ray", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Speed and memory benchmark; prints a table (see docs/benchmarks.md)."""
     session.install(TORCH)
-    session.install(".[torch,keras,jax,test]")
+    session.install(".[torch,keras,jax,test,ray]")
     session.run("python", "benchmarks/bench_torch.py", *session.posargs)
     session.run(
         "python", "benchmarks/bench_keras.py", *session.posargs, env={"KERAS_BACKEND": "tensorflow"}
     )
     session.run("python", "benchmarks/bench_jax.py", *session.posargs)
+    session.run("python", "benchmarks/bench_explain.py", *session.posargs)
 
 
 @nox.session

@@ -16,6 +16,7 @@ from typing import Any
 from ._version import __version__
 from .config import VARIANTS
 from .errors import GroupCAMError
+from .jobs.command import add_explain_command, run_explain
 
 __all__ = ["main"]
 
@@ -124,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="explain once before the timed call, so that the seconds leave out compilation",
     )
+
+    add_explain_command(commands)
     return parser
 
 
@@ -382,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_demo(args)
         if args.command == "compare":
             return _run_compare(args)
+        if args.command == "explain":
+            return run_explain(args)
     except _UsageError as error:
         print(f"groupcam: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,68 @@
+"""``groupcam explain`` with Flax models from ``module:callable``: linen pairs and NNX."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _support.explain_inputs import write_image_folder
+from _support.explain_models import reference_input
+
+from groupcam_core.cli import main
+
+SMALL = ["--size", "32", "--groups", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("explain_jax") / "images")
+
+
+@pytest.mark.parametrize(
+    "way", [pytest.param("linen_blob_net", marks=pytest.mark.slow), "nnx_blob_net"]
+)
+def test_flax_callables_give_torch_maps(folder: Path, tmp_path: Path, blob_net, way: str) -> None:
+    import torch
+
+    from groupcam_torch import GroupCAM
+
+    out = tmp_path / way
+    model = f"_support.explain_models:{way}"
+    inputs = [str(folder / "a"), str(folder / "grey.png"), str(folder / "broken.jpg")]
+    assert main(["explain", model, *inputs, "--out", str(out), "--layer", "relu6", *SMALL]) == 1
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["ok", "ok", "error"]  # in the inputs' order
+    for row in rows:
+        if row["status"] == "ok":
+            x = reference_input(row["path"]).transpose(0, 3, 1, 2).copy()
+            expected = GroupCAM(blob_net, target_layer="6", groups=4)(torch.from_numpy(x))[0]
+            found = np.load(out / "maps" / f"{row['name']}.npy")
+            np.testing.assert_allclose(found, expected, atol=1e-4)
+
+
+def test_jax_has_no_model_files(folder: Path, tmp_path: Path, capsys) -> None:
+    model = tmp_path / "model.msgpack"
+    model.write_bytes(b"")
+    args = [str(model), str(folder / "a"), "--out", str(tmp_path / "o"), "--framework", "jax"]
+    assert main(["explain", *args]) == 2
+    assert "torch file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_builtin_in_flax_linen_matches_torch(folder: Path, tmp_path: Path) -> None:
+    import torch
+
+    from groupcam_torch import GroupCAM
+    from groupcam_torch.pretrained import efficientnet_lite0
+
+    out = tmp_path / "out"
+    args = ["efficientnet-lite0", str(folder / "grey.png"), "--out", str(out), "--framework", "jax"]
+    assert main(["explain", *args, "--size", "64", "--groups", "8", "--quiet"]) == 0
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        row = next(csv.DictReader(handle))
+    x = reference_input(row["path"], 64, "inception").transpose(0, 3, 1, 2).copy()
+    expected = GroupCAM(efficientnet_lite0(), groups=8)(torch.from_numpy(x))[0]
+    np.testing.assert_allclose(np.load(out / "maps" / "grey.npy"), expected, atol=1e-4)

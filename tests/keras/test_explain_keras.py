@@ -1,0 +1,99 @@
+"""``groupcam explain`` with Keras models: ``.keras`` files in safe mode, the built-in model."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from _support.explain_inputs import BROKEN, write_image_folder
+from _support.explain_models import reference_input
+from _support.keras_models import keras_blob_net
+
+from groupcam_core.cli import main
+
+SMALL = ["--size", "32", "--groups", "4", "--quiet"]
+#: Compiling for the JAX backend takes this test past 10 s on a 2-core CPU.
+slow_on_jax = pytest.mark.slow if keras.backend.backend() == "jax" else pytest.mark.usefixtures()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("explain_keras") / "images")
+
+
+def rows_of(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        return {row["path"].split("/images/", 1)[1]: row for row in csv.DictReader(handle)}
+
+
+def torch_map(blob_net, path: str) -> np.ndarray:
+    import torch
+
+    from groupcam_torch import GroupCAM
+
+    x = torch.from_numpy(reference_input(path).transpose(0, 3, 1, 2).copy())
+    return GroupCAM(blob_net, target_layer="6", groups=4)(x)[0]
+
+
+@slow_on_jax
+def test_keras_file_gives_torch_maps(folder: Path, tmp_path: Path, blob_net) -> None:
+    saved = tmp_path / "blob.keras"
+    keras_blob_net(blob_net).save(saved)
+    out = tmp_path / "out"
+    inputs = [str(folder / name) for name in ("a", "grey.png", "rgba.png", *BROKEN)]
+    status = main(["explain", str(saved), *inputs, "--out", str(out), "--layer", "relu6", *SMALL])
+    assert status == 1
+    rows = rows_of(out)
+    assert {name for name, row in rows.items() if row["status"] == "error"} == set(BROKEN)
+    for name in ("a/scene.jpg", "grey.png", "rgba.png"):
+        row = rows[name]
+        found = np.load(out / "maps" / f"{row['name']}.npy")
+        np.testing.assert_allclose(found, torch_map(blob_net, row["path"]), atol=1e-4)
+
+
+def test_keras_safe_mode_refuses_code(folder: Path, tmp_path: Path, capsys) -> None:
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    h = keras.layers.Lambda(lambda t: t * 2.0, name="double")(h)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h))
+    saved = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(saved)
+    out = tmp_path / "out"
+    assert main(["explain", str(saved), str(folder / "a"), "--out", str(out), *SMALL]) == 2
+    assert "safe" in capsys.readouterr().err.lower()
+    assert not (out / "maps").exists()
+    h5 = tmp_path / "model.h5"
+    h5.write_bytes(b"")
+    assert main(["explain", str(h5), str(folder / "a"), "--out", str(out), *SMALL]) == 2
+    assert "--trust-model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_builtin_in_keras_matches_torch(folder: Path, tmp_path: Path) -> None:
+    import torch
+
+    from groupcam_torch import GroupCAM
+    from groupcam_torch.pretrained import efficientnet_lite0
+
+    out = tmp_path / "out"
+    args = ["efficientnet-lite0", str(folder / "a"), "--out", str(out), "--framework", "keras"]
+    assert main(["explain", *args, "--size", "64", "--groups", "8", "--quiet"]) == 0
+    row = next(iter(rows_of(out).values()))
+    x = reference_input(row["path"], 64, "inception").transpose(0, 3, 1, 2).copy()
+    expected = GroupCAM(efficientnet_lite0(), groups=8)(torch.from_numpy(x))[0]
+    np.testing.assert_allclose(np.load(out / "maps" / f"{row['name']}.npy"), expected, atol=1e-4)
+
+
+def test_keras_input_size_is_the_models(folder: Path, tmp_path: Path) -> None:
+    from _support.keras_models import functional_cnn
+
+    saved = tmp_path / "fixed.keras"
+    functional_cnn().save(saved)  # declares (32, 32, 3) inputs
+    out = tmp_path / "out"
+    assert (
+        main(["explain", str(saved), str(folder / "grey.png"), "--out", str(out), "--quiet"]) == 0
+    )
+    assert np.load(out / "maps" / "grey.npy").shape == (32, 32)

@@ -1,0 +1,140 @@
+"""``groupcam explain --ray`` and ``groupcam_core.distributed`` on a local Ray runtime.
+
+The runtime is started here with ``num_cpus=2`` on this machine only
+(``address="local"``: never an existing cluster) and shut down afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _support.explain_inputs import write_image_folder
+
+from groupcam_core.cli import main
+from groupcam_core.distributed import OUTPUT_COLUMNS, explain_dataset
+from groupcam_core.jobs import ExplainJob, ModelSource, UsageError, find_images
+
+ray = pytest.importorskip("ray")
+
+TESTS = Path(__file__).resolve().parents[1]
+FAKE = "_support.fake_backend:FakeNumpyBackend"
+LITE0 = ["--size", "64", "--groups", "8", "--threads", "1", "--quiet"]
+SUBSET = ("a", "b", "grey.png", "rgba.png", "broken.jpg", "truncated.jpg")
+
+
+@pytest.fixture(scope="module")
+def runtime() -> object:
+    """A local Ray runtime of 2 CPUs whose workers can import the tests' ``_support``."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), saved]))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("explain_ray") / "images")
+
+
+def rows_of(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def same_outputs(first: Path, second: Path) -> None:
+    """Equal rows (but the seconds), maps bit for bit, and overlays byte for byte."""
+    rows, others = rows_of(first), rows_of(second)
+    assert [{**row, "seconds": ""} for row in rows] == [{**row, "seconds": ""} for row in others]
+    for row in rows:
+        if row["status"] == "ok":
+            name = row["name"]
+            assert np.array_equal(
+                np.load(first / "maps" / f"{name}.npy"), np.load(second / "maps" / f"{name}.npy")
+            )
+            assert (first / "overlays" / f"{name}.png").read_bytes() == (
+                second / "overlays" / f"{name}.png"
+            ).read_bytes()
+
+
+@pytest.mark.slow
+def test_ray_maps_equal_the_local_run(runtime, folder: Path, tmp_path: Path, capsys) -> None:
+    inputs = [str(folder / name) for name in SUBSET]
+    local = tmp_path / "local"
+    assert main(["explain", "efficientnet-lite0", *inputs, "--out", str(local), *LITE0]) == 1
+    assert "truncated.jpg" in capsys.readouterr().err
+    statuses = [row["status"] for row in rows_of(local)]
+    assert statuses.count("error") == 2
+    assert statuses.count("ok") == 5
+    for workers in ("1", "2"):
+        out = tmp_path / f"ray{workers}"
+        args = ["efficientnet-lite0", *inputs, "--out", str(out), "--ray", "--workers", workers]
+        assert main(["explain", *args, *LITE0]) == 1
+        same_outputs(local, out)
+    # The Ray run resumes like the local one: only what is missing is done again.
+    out = tmp_path / "ray2"
+    missing = next(row["name"] for row in rows_of(out) if row["status"] == "ok")
+    (out / "maps" / f"{missing}.npy").unlink()
+    args = ["efficientnet-lite0", *inputs, "--out", str(out), "--ray", "--workers", "2"]
+    assert main(["explain", *args, *LITE0[:-1]]) == 1
+    assert "Explaining 3 images on Ray (local) (4 done before)" in capsys.readouterr().out
+    same_outputs(local, out)
+
+
+def test_explain_dataset_on_files_and_arrays(runtime, folder: Path, tmp_path: Path) -> None:
+    job = ExplainJob(ModelSource.parse(FAKE), size=(32, 32), groups=4)
+    images = find_images([str(folder / "a"), str(folder / "grey.png"), str(folder / "broken.jpg")])
+    local = tmp_path / "local"
+    assert main(["explain", FAKE, *(image.path for image in images), "--out", str(local),
+                 "--size", "32", "--groups", "4", "--quiet"]) == 1  # fmt: skip
+    expected = {row["path"]: row for row in rows_of(local)}
+
+    files = ray.data.read_binary_files([image.path for image in images], include_paths=True)
+    rows = explain_dataset(files, job, workers=1).take_all()
+    assert len(rows) == 3
+    assert set(rows[0]) == set(OUTPUT_COLUMNS)
+    by_path = {row["path"]: row for row in rows}
+    for image in images:
+        row, wanted = by_path[image.path], expected[image.path]
+        assert row["status"] == wanted["status"]
+        if wanted["status"] == "ok":
+            found = np.load(io.BytesIO(row["map_npy"]))
+            assert np.array_equal(found, np.load(local / "maps" / f"{wanted['name']}.npy"))
+            assert row["name"].startswith(Path(image.path).stem + "-")
+        else:
+            assert "not a JPEG" in row["error"]
+            assert row["map_npy"] == b""
+
+    from groupcam_core.jobs.images import decode_image
+
+    good = [image.path for image in images if expected[image.path]["status"] == "ok"]
+    arrays = ray.data.from_items([{"image": decode_image(path)} for path in good])
+    decoded = explain_dataset(arrays, job, workers=1).take_all()
+    assert [row["status"] for row in decoded] == ["ok", "ok"]
+    for row in decoded:
+        assert row["name"].startswith("image-")
+
+
+def test_ray_reports_a_model_that_fails_to_load(runtime, folder: Path, tmp_path: Path, capsys):
+    factory = tmp_path / "failing.py"
+    factory.write_text("def build():\n    raise RuntimeError('no weights here')\n")
+    out = tmp_path / "out"
+    args = [f"{factory}:build", str(folder / "a"), "--out", str(out), "--ray", "--workers", "1"]
+    assert main(["explain", *args, "--quiet"]) == 2
+    assert "no weights here" in capsys.readouterr().err
+    with pytest.raises(UsageError):
+        explain_dataset(
+            ray.data.from_items([{"path": "x"}]), ExplainJob(ModelSource.parse(FAKE)), workers=0
+        )
