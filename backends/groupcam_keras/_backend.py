@@ -286,7 +286,11 @@ class TensorFlowKeras(KerasBackend):
     def gradient_pass(self, x: np.ndarray, objective: TargetResolver) -> GradientPass:
         tf = self.tf
         captured: dict[str, Any] = {}
-        with tf.GradientTape() as tape:
+        # Only the target tensors are watched, not the variables: the tape records
+        # nothing below the layer, and the backward pass stops at the layer (as
+        # torch's no_grad below the layer does) instead of running through the
+        # whole network to every weight.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
 
             def make(path: str) -> Callable[[Any], Any]:
                 def capture(output: Any) -> Any:
