@@ -23,12 +23,14 @@ from groupcam_core.errors import (
     model_failed,
 )
 from groupcam_core.explainer import floating_batch
+from groupcam_core.fast import EXACT, FastMode
 from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
 from ._compiled import selector_key, shared_forward
 from ._layers import Target, logits_instead_of_softmax
+from ._precision import mixed_precision
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
 
@@ -104,7 +106,10 @@ class KerasBackend:
         self.feature_layout = self.input_layout
         self.dtype = getattr(model, "input_dtype", None) or keras.config.floatx()
         self.call_kwargs = _training_kwargs(model)
-        self._compiled: Any = None
+        #: How the masked passes run (set by ``GroupCAM(fast=True)`` for an explanation).
+        self.fast: FastMode = EXACT
+        self._compiled: Any = None  # the exact passes' compiled forward
+        self._compiled_fast: dict[str, Any] = {}  # by the dtype of fast passes
 
     @property
     def default_batch_size(self) -> int:
@@ -196,23 +201,30 @@ class KerasBackend:
             self.softmax_layer is not None,  # switched off while tracing, or not
             tuple(sorted(self.call_kwargs.items())),
             selector_key(self.output),
+            self.fast.dtype,  # the mixed-precision policy of the trace (fast=True)
         )
 
     def _forward_function(self, build: Callable[..., Callable[..., Any]]) -> Callable[..., Any]:
         """The model's shared compiled forward for this backend's trace key.
 
-        ``build(model_reference, call_kwargs, output)`` makes it when the model
-        has none yet; it must not hold the backend (which holds the model).
+        ``build(model_reference, call_kwargs, output, dtype)`` makes it when the
+        model has none yet; it must not hold the backend (which holds the model).
         """
-        if self._compiled is None:
+        dtype = self.fast.dtype
+        found = self._compiled if dtype is None else self._compiled_fast.get(dtype)
+        if found is None:
             kwargs, output = dict(self.call_kwargs), self.output
-            self._compiled = shared_forward(
+            found = shared_forward(
                 self.model,
                 self._trace_key(),
                 output,
-                lambda reference: build(reference, kwargs, output),
+                lambda reference: build(reference, kwargs, output, dtype),
             )
-        return self._compiled
+            if dtype is None:
+                self._compiled = found
+            else:
+                self._compiled_fast[dtype] = found
+        return found
 
     def _check_channels(self, x: np.ndarray) -> None:
         try:
@@ -482,7 +494,7 @@ class TorchKeras(KerasBackend):
             self.model(first, **self.call_kwargs)
 
     def forward(self, x: Any) -> Any:
-        with self.torch.no_grad(), self.logits():
+        with self.torch.no_grad(), self.logits(), mixed_precision(self.model, self.fast.dtype):
             return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -490,25 +502,32 @@ class TorchKeras(KerasBackend):
 
 
 def _tensorflow_forward(
-    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector, dtype: str | None
 ) -> Callable[[Any], Any]:
-    """A ``tf.function`` of the model that ``reference`` (a weak reference) points to."""
+    """A ``tf.function`` of the model that ``reference`` (a weak reference) points to.
+
+    With ``dtype``, the model is traced under the mixed policy of that dtype.
+    """
     import tensorflow as tf
 
     def forward(batch: Any) -> Any:
-        return select_output(reference()(batch, **call_kwargs), output)
+        model = reference()
+        with mixed_precision(model, dtype):
+            return select_output(model(batch, **call_kwargs), output)
 
     return tf.function(forward, reduce_retracing=True)
 
 
 def _jax_forward(
-    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector, dtype: str | None
 ) -> Callable[[Any, Any, Any], Any]:
     """A ``jax.jit`` of ``stateless_call`` of the model ``reference`` points to."""
     import jax
 
     def forward(trainable: Any, frozen: Any, batch: Any) -> Any:
-        outputs, _ = reference().stateless_call(trainable, frozen, batch, **call_kwargs)
+        model = reference()
+        with mixed_precision(model, dtype):
+            outputs, _ = model.stateless_call(trainable, frozen, batch, **call_kwargs)
         return select_output(outputs, output)
 
     return jax.jit(forward)
