@@ -114,14 +114,14 @@ def own_passes(model: nn.Module, x: torch.Tensor, chunk: int) -> None:
             model(inputs[: min(chunk, total - start)])
 
 
-def reference_style(model: nn.Module, x: torch.Tensor) -> None:
+def reference_style(model: nn.Module, x: torch.Tensor, layer_name: str | None = None) -> None:
     """The cost profile of the public reference script, re-created for timing only.
 
     One image at a time: forward, ``.backward()``, a direct 51 x 51 Gaussian
     convolution for the blur (computed twice, as there), and the G masked
     inputs in one forward pass of G rows.
     """
-    line = torch.exp(-((torch.arange(51) - 25.0) ** 2) / (2 * 50.0**2))
+    line = torch.exp(-((torch.arange(51, device=x.device) - 25.0) ** 2) / (2 * 50.0**2))
     kernel = torch.outer(line, line)
     kernel = (kernel / kernel.sum()).expand(3, 1, 51, 51).contiguous()
 
@@ -130,7 +130,7 @@ def reference_style(model: nn.Module, x: torch.Tensor) -> None:
         return nn.functional.conv2d(padded, kernel, groups=3)
 
     captured = {}
-    layer = dict(model.named_modules())[REFERENCE_LAYERS[type(model).__name__]]
+    layer = dict(model.named_modules())[layer_name or REFERENCE_LAYERS[type(model).__name__]]
     handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o))
     try:
         for image in x.split(1):
