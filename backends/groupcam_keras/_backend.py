@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from groupcam_core.dtypes import is_real_floating
 from groupcam_core.errors import (
     BackendError,
     GroupCAMError,
@@ -104,7 +105,7 @@ class KerasBackend:
         self.output = output
         self.input_layout = keras.config.image_data_format()
         self.feature_layout = self.input_layout
-        self.dtype = getattr(model, "input_dtype", None) or keras.config.floatx()
+        self.dtype = _input_dtype(model)
         self.call_kwargs = _training_kwargs(model)
         #: How the masked passes run (set by ``GroupCAM(fast=True)`` for an explanation).
         self.fast: FastMode = EXACT
@@ -126,7 +127,7 @@ class KerasBackend:
         array = floating_batch(
             x,
             lambda x: np.asarray(x if isinstance(x, np.ndarray) else keras.ops.convert_to_numpy(x)),
-            lambda dtype: np.issubdtype(dtype, np.floating),
+            lambda dtype: is_real_floating(dtype, np),
             "an array",
         )
         array = cast_input(array, lambda a: a.astype(self.dtype, copy=False))
@@ -246,6 +247,22 @@ class KerasBackend:
                 f"the model takes {expected} channels ({self.input_layout}, input shape {shape}) "
                 f"but the batch has shape {tuple(x.shape)}{hint}"
             )
+
+
+def _input_dtype(model: keras.Model) -> str:
+    """The dtype batches are handed to the model in.
+
+    The dtype of the model's declared inputs, else its ``input_dtype``; a
+    half-precision one (a model under a ``"mixed_bfloat16"`` or
+    ``"mixed_float16"`` policy reports its compute dtype) becomes float32: such
+    models cast their inputs themselves, and groupcam's masks are made in float32.
+    """
+    declared = [getattr(tensor, "dtype", None) for tensor in getattr(model, "inputs", None) or []]
+    dtype = declared[0] if declared and declared[0] else None
+    if dtype is None:
+        dtype = getattr(model, "input_dtype", None) or keras.config.floatx()
+    name = keras.backend.standardize_dtype(dtype)
+    return "float32" if name in ("bfloat16", "float16") else name
 
 
 def _training_kwargs(model: keras.Model) -> dict[str, bool]:

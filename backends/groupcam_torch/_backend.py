@@ -163,6 +163,7 @@ class TorchBackend:
         output: OutputSelector = None,
         outputs_probabilities: bool = False,
         autocast: Autocast | None = None,
+        call_counts: dict[str, int] | None = None,
     ) -> None:
         self.model = model
         if isinstance(layer, nn.Module):
@@ -180,6 +181,9 @@ class TorchBackend:
         # Calls of each target layer in the gradient pass: the fast passes switch to
         # float32 after the last one.
         self.layer_calls: dict[str, int] = {}
+        # The explainer's record of those counts from earlier explanations: the next
+        # gradient pass starts its graph at each layer's last call.
+        self.call_counts = call_counts if call_counts is not None else {}
 
     @property
     def default_batch_size(self) -> int:
@@ -222,6 +226,7 @@ class TorchBackend:
 
         def run(x: torch.Tensor, capture_for: Callable[[str], Capture]) -> torch.Tensor:
             handles = []
+            calls.update(dict.fromkeys(calls, 0))  # a pass run again counts afresh
             try:
                 for name, layer in self.layers:
                     capture = capture_for(name)
@@ -243,8 +248,11 @@ class TorchBackend:
                     handle.remove()
             return select_output(raw, self.output)
 
-        result = gradient_at_layers(run, x, objective, [name for name, _ in self.layers])
-        self.layer_calls = calls
+        names = [name for name, _ in self.layers]
+        expected = {n: self.call_counts[n] for n in names if self.call_counts.get(n, 0) > 1}
+        result = gradient_at_layers(run, x, objective, names, expected or None)
+        self.layer_calls = dict(calls)
+        self.call_counts.update(calls)
         return result
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,7 @@ class GroupCAM(ExplainerBase):
         self.model_outputs = model_outputs
         self._layers: list[tuple[str, nn.Module]] | None = None
         self._autocast: Autocast | None = None
+        self._call_counts: dict[str, int] = {}  # target layer calls per forward pass
         if target_layer is not None:
             targets = target_layer if isinstance(target_layer, (list, tuple)) else [target_layer]
             if not targets:
@@ -159,6 +160,7 @@ class GroupCAM(ExplainerBase):
             output=self.output,
             outputs_probabilities=self.model_outputs == "probabilities",
             autocast=self._autocast,
+            call_counts=self._call_counts,
         )
 
     def _backend_for(self, x: Any) -> TorchBackend:

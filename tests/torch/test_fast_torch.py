@@ -155,3 +155,34 @@ def test_efficientnet_fast_maps_rank_pixels_as_the_exact_maps() -> None:
     np.testing.assert_array_equal(fast.targets, exact.targets)
     for found, expected in zip(fast.saliency, exact.saliency, strict=True):
         assert _spearman(found, expected) >= 0.99
+
+
+def test_a_layer_called_twice_gets_its_graph_from_the_last_call_on_later_explanations() -> None:
+    """The second explanation knows the layer runs twice: no graph between the two calls."""
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.b(self.act(self.a(x)))
+            return self.fc(self.act(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Twice().eval()
+    images = torch.randn(2, 3, 16, 16)
+    graph_at_b: list[bool] = []
+    model.b.register_forward_hook(lambda m, i, o: graph_at_b.append(o.requires_grad))
+    cam = GroupCAM(model, target_layer="act", groups=4)
+    first = cam.explain(images)
+    first_graph, graph_at_b[:] = graph_at_b[0], []
+    second = cam.explain(images)
+    assert first_graph is True  # first explanation: the graph starts at act's first call
+    assert graph_at_b[0] is False  # then at its last call: b is outside the graph
+    assert cam._call_counts == {"act": 2}
+    np.testing.assert_array_equal(first.saliency, second.saliency)
+    np.testing.assert_array_equal(first.group_scores, second.group_scores)
