@@ -1,4 +1,5 @@
-"""Sessions: lint, core, torch, keras-and-jax, ray (the test suite); bench, evaluate, docs.
+"""Sessions: lint, core, torch, keras-and-jax, ray (the test suite); bench, gpu-check,
+evaluate, docs.
 
 Run ``nox`` for the default sessions: the whole test suite. ``nox -- -m "not slow"``
 skips the slow tests for a quicker loop while developing.
@@ -97,6 +98,19 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "benchmarks/bench_jax.py", *session.posargs)
     session.run("python", "benchmarks/bench_explain.py", *session.posargs)
+
+
+@nox.session(name="gpu-check")
+def gpu_check(session: nox.Session) -> None:
+    """Speed, memory and device residency on a GPU (benchmarks/gpu_check.py); says so without one.
+
+    Installs the CPU torch wheel like the other sessions: on a GPU machine, run
+    ``python benchmarks/gpu_check.py`` in an environment with CUDA builds of
+    torch and jax instead.
+    """
+    session.install(TORCH)
+    session.install(".[torch,keras,jax,test]")
+    session.run("python", "benchmarks/gpu_check.py", *session.posargs)
 
 
 @nox.session

@@ -3,14 +3,15 @@
 For each model and batch size B this measures, in one process and interleaved:
 
 * ``groupcam``: seconds per image of ``GroupCAM(model)(x)`` (paper preset, G=32,
-  default batch_size);
+  default batch_size), and of ``GroupCAM(model, fast=True)(x)``;
 * ``own``: seconds per image the model itself needs for the same work: one
   forward+backward on the batch, plus (G+1)*B forward passes under
   ``torch.inference_mode`` at the fastest chunk size found by a scan;
-* their ratio. Medians over ``--runs`` runs after a warm-up.
+* their ratio; and the reference script's loop (``reference_style``). Medians
+  over ``--runs`` runs after a warm-up.
 
 Peak memory (max RSS) is measured in fresh child processes, once running
-GroupCAM and once running the model's own passes, for two batch sizes.
+GroupCAM and once running the model's own passes, for B = 1, 8 and 64.
 
 Usage: ``python benchmarks/bench_torch.py [--runs 5] [--quick]`` or ``nox -s bench``.
 """
@@ -114,14 +115,14 @@ def own_passes(model: nn.Module, x: torch.Tensor, chunk: int) -> None:
             model(inputs[: min(chunk, total - start)])
 
 
-def reference_style(model: nn.Module, x: torch.Tensor) -> None:
+def reference_style(model: nn.Module, x: torch.Tensor, layer_name: str | None = None) -> None:
     """The cost profile of the public reference script, re-created for timing only.
 
     One image at a time: forward, ``.backward()``, a direct 51 x 51 Gaussian
     convolution for the blur (computed twice, as there), and the G masked
     inputs in one forward pass of G rows.
     """
-    line = torch.exp(-((torch.arange(51) - 25.0) ** 2) / (2 * 50.0**2))
+    line = torch.exp(-((torch.arange(51, device=x.device) - 25.0) ** 2) / (2 * 50.0**2))
     kernel = torch.outer(line, line)
     kernel = (kernel / kernel.sum()).expand(3, 1, 51, 51).contiguous()
 
@@ -130,7 +131,7 @@ def reference_style(model: nn.Module, x: torch.Tensor) -> None:
         return nn.functional.conv2d(padded, kernel, groups=3)
 
     captured = {}
-    layer = dict(model.named_modules())[REFERENCE_LAYERS[type(model).__name__]]
+    layer = dict(model.named_modules())[layer_name or REFERENCE_LAYERS[type(model).__name__]]
     handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o))
     try:
         for image in x.split(1):
@@ -174,19 +175,24 @@ def measure_speed(name: str, batch: int, runs: int) -> dict[str, object]:
     torch.manual_seed(0)
     x = torch.randn(batch, 3, SIZE, SIZE)
     cam = GroupCAM(model, target_layer=layer, groups=GROUPS)
+    fast_cam = GroupCAM(model, target_layer=layer, groups=GROUPS, fast=True)
     chunk = best_chunk(model, x)
     cam(x)  # warm-up
+    fast_cam(x)
     own_passes(model, x, chunk)
     reference_style(model, x[:1])
-    ours, theirs, reference = [], [], []
+    ours, fast, theirs, reference = [], [], [], []
     for _ in range(runs):
         ours.append(timed(lambda: cam(x)) / batch)
+        fast.append(timed(lambda: fast_cam(x)) / batch)
         theirs.append(timed(lambda: own_passes(model, x, chunk)) / batch)
         reference.append(timed(lambda: reference_style(model, x)) / batch)
     return {
         "model": name,
         "batch": batch,
         "groupcam_s": statistics.median(ours),
+        "fast_s": statistics.median(fast),
+        "fast_mode": str(fast_cam.fast_mode),
         "own_s": statistics.median(theirs),
         "ratio": statistics.median(ours) / statistics.median(theirs),
         "reference_s": statistics.median(reference),
@@ -214,7 +220,9 @@ def peak_rss_child(name: str, batch: int, workload: str) -> tuple[float, float]:
         f"x = torch.randn({batch}, 3, b.SIZE, b.SIZE)\n"
         "before = b.high_water_mark()\n"
         f"if {workload!r} == 'groupcam':\n"
-        "    b.GroupCAM(model, target_layer=layer, groups=b.GROUPS)(x)\n"
+        "    cam = b.GroupCAM(model, target_layer=layer, groups=b.GROUPS)\n"
+        "    cam(x[:1])  # a GroupCAM used before: it knows how often its layer runs\n"
+        "    cam(x)\n"
         "else:\n"
         "    b.own_passes(model, x, b.DEFAULT_BATCH_SIZES['cpu'])\n"
         "print(before, b.high_water_mark())\n"
@@ -254,20 +262,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one model, B=1, 2 runs")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
+    parser.add_argument(
+        "--memory-models", nargs="+", choices=list(MODELS), default=["EfficientNet-Lite0"]
+    )
+    parser.add_argument("--memory-batches", nargs="+", type=int, default=[1, 8, 64])
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
 
     cases = [(name, batch) for name in args.models for batch in args.batches]
     if args.quick:
         cases, args.runs = [("EfficientNet-Lite0", 1)], 2
+    if args.memory_only:
+        cases = []
     print(f"machine: {machine()}")
     print(f"G={GROUPS}, {SIZE}x{SIZE}, medians of {args.runs} runs\n")
     header = (
         f"| {'model':<20} | B | GroupCAM s/img | own passes s/img | ratio | own best chunk "
-        "| reference-style s/img | GroupCAM speed-up |"
+        "| reference-style s/img | speed-up | fast s/img | fast speed-up |"
     )
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
@@ -278,16 +294,20 @@ def main() -> None:
         print(
             f"| {name:<20} | {batch} | {row['groupcam_s']:>14.3f} | {row['own_s']:>16.3f} "
             f"| {row['ratio']:>5.2f} | {row['own_chunk']:>14} | {row['reference_s']:>21.3f} "
-            f"| {row['reference_s'] / row['groupcam_s']:>16.2f}x |",
+            f"| {row['reference_s'] / row['groupcam_s']:>7.2f}x | {row['fast_s']:>10.3f} "
+            f"| {row['reference_s'] / row['fast_s']:>12.2f}x |",
             flush=True,
         )
+    if rows:
+        print(f"\nfast mode: {rows[0]['fast_mode']}")
     if not args.no_memory and not args.quick:
         print(
-            "\n| model | B | model loaded (MiB) | peak, GroupCAM (MiB) | peak, own passes (MiB) |"
+            "\n| model | B | model loaded (MiB) | peak, GroupCAM (MiB) | peak, own passes (MiB) "
+            "| GroupCAM - own (MiB) |"
         )
-        print("|---|---|---|---|---|")
-        for name in args.models:
-            for batch in args.batches:
+        print("|---|---|---|---|---|---|")
+        for name in args.memory_models:
+            for batch in args.memory_batches:
                 loaded, ours = peak_rss_child(name, batch, "groupcam")
                 _, theirs = peak_rss_child(name, batch, "own")
                 rows.append(
@@ -300,7 +320,9 @@ def main() -> None:
                     }
                 )
                 print(
-                    f"| {name} | {batch} | {loaded:.0f} | {ours:.0f} | {theirs:.0f} |", flush=True
+                    f"| {name} | {batch} | {loaded:.0f} | {ours:.0f} | {theirs:.0f} "
+                    f"| {ours - theirs:+.0f} |",
+                    flush=True,
                 )
     if args.json:
         with open(args.json, "w") as handle:

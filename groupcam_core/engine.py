@@ -84,7 +84,7 @@ def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any
     # Steps 2 and 3: alpha_k = spatial mean of the gradient; sum alpha_k * A_k per group.
     alpha = xp.mean(xp.reshape(gradients, (batch, channels, rows * cols)), axis=-1)
     weighted = xp.reshape(activations, (batch, channels, rows * cols)) * alpha[:, :, None]
-    maps = xp.matmul(group_assignment(weighted, config, xp), weighted)  # (B, G, u*v)
+    maps = ops.matmul(group_assignment(weighted, config, xp), weighted, xp)  # (B, G, u*v)
     # Step 4.
     maps = xp.maximum(maps, xp.zeros_like(maps))
     # Step 5: keep values strictly above the percentile (at feature resolution).
@@ -285,8 +285,8 @@ def explain_group_cam(
             weights = xp.where(
                 stream_owner[low:high][None, :] == image_index[:, None], score[None, :], 0.0
             )
-            layer.merged = layer.merged + xp.matmul(
-                weights, xp.reshape(maps, (high - low, height * width))
+            layer.merged = layer.merged + ops.matmul(
+                weights, xp.reshape(maps, (high - low, height * width)), xp
             )
 
     all_scores = xp.concat(probabilities, axis=0)

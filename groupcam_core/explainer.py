@@ -13,6 +13,7 @@ import numpy as np
 from .config import GroupCAMConfig, make_config
 from .engine import explain_group_cam
 from .errors import BackendError, ConfigError, InputError, LayerNotFoundError, TargetLayerError
+from .fast import EXACT, FastMode, check_fast
 from .locks import model_lock
 from .plumbing import positive_int
 from .protocol import Backend, Layout
@@ -184,6 +185,11 @@ class ExplainerBase:
         ``None``, or a function from the target layer's output to a 4-D feature
         map in the adapter's feature layout (see
         :func:`groupcam_core.transforms.tokens_to_grid`).
+    fast
+        Run the masked forward passes of :meth:`explain` in the adapter's fast
+        mode (:class:`~groupcam_core.fast.FastMode`); metrics and comparison
+        methods that run the model through this explainer always get the exact
+        passes.
     """
 
     def __init__(
@@ -194,7 +200,9 @@ class ExplainerBase:
         batch_size: int | None,
         settings: dict[str, Any],
         reshape_transform: FeatureTransform | None = None,
+        fast: bool = False,
     ) -> None:
+        self.fast = check_fast(fast)
         if reshape_transform is not None and not callable(reshape_transform):
             raise ConfigError(
                 "reshape_transform must be a function from the layer's output to a feature map, "
@@ -232,19 +240,36 @@ class ExplainerBase:
     def _explaining(self) -> AbstractContextManager[Any]:
         return nullcontext()
 
+    def _fast_mode(self, x: Any = None) -> FastMode:
+        """The adapter's fast mode for the model's device (``x``: a batch, when it matters)."""
+        return FastMode(reason="this adapter has no fast mode: exact passes")
+
+    def _fast_passes(self, backend: Backend, mode: FastMode) -> AbstractContextManager[Any]:
+        """Make ``backend.forward`` run in ``mode`` while the block runs."""
+        return nullcontext()
+
+    @property
+    def fast_mode(self) -> FastMode:
+        """What :meth:`explain` does to the masked passes: the fast mode, or the exact one."""
+        return self._fast_mode() if self.fast else EXACT
+
     @contextmanager
-    def using_backend(self, x: Any) -> Iterator[Backend]:
+    def using_backend(self, x: Any, *, fast: bool = False) -> Iterator[Backend]:
         """The explained model as a core :class:`~groupcam_core.Backend` while the block runs.
 
         Metrics and the comparison methods of :mod:`groupcam_core` run the model
         through it; the model is prepared as for an explanation (evaluation mode,
         restored afterwards, the model's lock held) for the duration of the block.
+        With ``fast=True`` its masked forward passes run in the adapter's fast
+        mode (what :meth:`explain` of a ``fast=True`` explainer uses).
         """
         with self._lock, self._explaining():
             backend = self._backend_for(x)
-            if self.reshape_transform is not None:
-                backend = TransformedBackend(backend, self.reshape_transform)
-            yield backend
+            mode = self._fast_mode(x) if fast else EXACT
+            with self._fast_passes(backend, mode) if mode.active else nullcontext():
+                if self.reshape_transform is not None:
+                    backend = TransformedBackend(backend, self.reshape_transform)
+                yield backend
 
     def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
         """Explain a batch and return the maps with scores and diagnostics.
@@ -262,7 +287,7 @@ class ExplainerBase:
         -------
         groupcam_core.Explanation
         """
-        with self.using_backend(x) as backend:
+        with self.using_backend(x, fast=self.fast) as backend:
             return explain_group_cam(
                 backend, x, targets=targets, config=self.config, batch_size=self.batch_size
             )

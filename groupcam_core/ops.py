@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from array_api_compat import device
+from array_api_compat import device, is_numpy_namespace
 
 __all__ = [
     "bilinear_matrix",
@@ -20,6 +20,7 @@ __all__ = [
     "gaussian_blur_matrix",
     "gaussian_kernel",
     "group_matrix",
+    "matmul",
     "min_max_normalize",
     "percentile_last_axis",
     "reflect_index",
@@ -108,11 +109,48 @@ def to_namespace(matrix: np.ndarray, xp: Any, like: Any) -> Any:
     return xp.asarray(np.array(matrix), dtype=like.dtype, device=device(like))
 
 
+#: The largest ``m * n * k`` that OpenBLAS multiplies on the calling thread
+#: (its SMP threshold, 65536, times GEMM_MULTITHREAD_THRESHOLD, 4).
+SINGLE_THREAD_PRODUCT = 1 << 18
+
+
+def matmul(a: Any, b: Any, xp: Any) -> Any:
+    """``xp.matmul(a, b)``; for numpy arrays, as products small enough for one thread.
+
+    The core's products are small (a few million multiply-adds). Given to a
+    multi-threaded BLAS in one piece, each wakes BLAS's worker threads, which
+    then contend for the cores with the framework's own threads (TensorFlow's,
+    running the model) and with other processes: on a shared 2-core machine such
+    products ran 10 to 60 times slower than on one thread. Cut into blocks of at
+    most :data:`SINGLE_THREAD_PRODUCT` multiply-adds, OpenBLAS runs each on the
+    calling thread, and no global thread setting is touched. Other namespaces
+    (torch, jax.numpy) run their products on their own thread pools, as they are.
+    """
+    if not is_numpy_namespace(xp) or a.ndim < 2 or b.ndim < 2:
+        return xp.matmul(a, b)
+    rows, inner = a.shape[-2], a.shape[-1]
+    cols = b.shape[-1]
+    if rows * inner * cols <= SINGLE_THREAD_PRODUCT or inner > SINGLE_THREAD_PRODUCT:
+        return np.matmul(a, b)
+    row_block = max(1, min(rows, SINGLE_THREAD_PRODUCT // (inner * cols)))
+    col_block = cols if row_block > 1 else max(1, SINGLE_THREAD_PRODUCT // inner)
+    shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), rows, cols)
+    out = np.empty(shape, dtype=np.result_type(a.dtype, b.dtype))
+    for top in range(0, rows, row_block):
+        for left in range(0, cols, col_block):
+            np.matmul(
+                a[..., top : top + row_block, :],
+                b[..., :, left : left + col_block],
+                out=out[..., top : top + row_block, left : left + col_block],
+            )
+    return out
+
+
 def resize_bilinear(maps: Any, height: int, width: int, xp: Any) -> Any:
     """Resize ``(..., u, v)`` maps to ``(..., height, width)`` bilinearly (half-pixel)."""
     rows = to_namespace(bilinear_matrix(height, maps.shape[-2]), xp, maps)
     cols = to_namespace(bilinear_matrix(width, maps.shape[-1]), xp, maps)
-    return xp.matmul(xp.matmul(rows, maps), xp.matrix_transpose(cols))
+    return matmul(matmul(rows, maps, xp), xp.matrix_transpose(cols), xp)
 
 
 def blur_images(images: Any, kernel_size: int, sigma: float, xp: Any) -> Any:
@@ -123,7 +161,7 @@ def blur_images(images: Any, kernel_size: int, sigma: float, xp: Any) -> Any:
     cols = to_namespace(
         gaussian_blur_matrix(images.shape[-1], kernel_size, float(sigma)), xp, images
     )
-    return xp.matmul(xp.matmul(rows, images), xp.matrix_transpose(cols))
+    return matmul(matmul(rows, images, xp), xp.matrix_transpose(cols), xp)
 
 
 def percentile_last_axis(values: Any, percentile: float, xp: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from .dtypes import is_half_precision, is_real_floating
 from .errors import ConfigError, InputError, ModelOutputError, TargetLayerError
 from .protocol import Backend, GradientPass, Layout
 from .targets import Objective, TargetSpec, check_outputs, make_objective
@@ -29,6 +30,8 @@ __all__ = [
     "check_groups",
     "compute_dtype",
     "feature_maps",
+    "is_half_precision",
+    "is_real_floating",
     "forward_in_chunks",
     "padded_rows",
     "positive_int",
@@ -113,7 +116,7 @@ def validate_input(x: Any, layout: Layout, xp: Any) -> None:
         raise InputError("the input batch is empty")
     if 0 in tuple(x.shape):
         raise InputError(f"the input batch has an empty axis: shape {tuple(x.shape)}")
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not is_real_floating(x.dtype, xp):
         raise InputError(f"expected a floating-point batch, got dtype {x.dtype}")
     if not bool(xp.all(xp.isfinite(x))):
         raise InputError("the input batch contains NaN or inf")
@@ -129,7 +132,7 @@ def cast_input(x: Any, cast: Callable[[Any], Any]) -> Any:
     if cast_x is x or getattr(x, "ndim", 0) == 0:
         return cast_x
     xp = array_namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not is_real_floating(x.dtype, xp):
         return cast_x
     cast_xp = array_namespace(cast_x)
     if bool(xp.all(xp.isfinite(x))) and not bool(cast_xp.all(cast_xp.isfinite(cast_x))):

@@ -22,6 +22,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from .dtypes import is_half_precision, is_real_floating
 from .errors import PROBABILITIES_WARNING, BackendError, ModelOutputError, TargetError, warn
 from .namespaces import is_tensorflow, namespace_of
 
@@ -134,9 +135,9 @@ def looks_like_probabilities(outputs: Any, xp: Any) -> bool:
     absolute tolerance on each row's sum of 1e-3, or 1e-2 for half-precision
     outputs.
     """
-    if outputs.ndim != 2 or outputs.shape[1] < 2 or not xp.isdtype(outputs.dtype, "real floating"):
+    if outputs.ndim != 2 or outputs.shape[1] < 2 or not is_real_floating(outputs.dtype, xp):
         return False
-    tolerance = 1e-2 if float(xp.finfo(outputs.dtype).eps) > 1e-4 else 1e-3
+    tolerance = 1e-2 if is_half_precision(outputs.dtype) else 1e-3
     values = xp.astype(outputs, xp.float32)
     sums = xp.sum(values, axis=1)
     return bool(xp.all(values >= 0)) and bool(xp.all(xp.abs(sums - 1.0) <= tolerance))

@@ -13,13 +13,20 @@ import numpy as np
 
 from groupcam_core.errors import GroupCAMError, TargetLayerError, layer_not_called, model_failed
 from groupcam_core.explainer import LayerCall, floating_batch, unknown_layer_error
+from groupcam_core.fast import EXACT, FastMode, gpu_fast_mode
 from groupcam_core.protocol import GradientPass, Layout, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
 from ._models import LayerCallback, ModelWayIn
 from .gradient import gradient_by_perturbation
 
-__all__ = ["DEFAULT_BATCH_SIZE", "JaxBackend", "LayerCalls", "record_layer_calls"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "JaxBackend",
+    "LayerCalls",
+    "device_fast_mode",
+    "record_layer_calls",
+]
 
 #: Rows per masked forward pass when the user gives no ``batch_size``: on a CPU
 #: (see docs/benchmarks.md) and on accelerators.
@@ -78,6 +85,52 @@ def record_layer_calls(
     return record
 
 
+def device_fast_mode() -> FastMode:
+    """What ``fast=True`` does on JAX's default device (measured in docs/benchmarks.md).
+
+    On a CPU, XLA ran a ResNet-50 no faster in bfloat16 than in float32, so the
+    passes stay exact there; on NVIDIA GPUs bfloat16 from compute capability 8
+    on (float16 on 7.x); on TPUs bfloat16.
+    """
+    device = jax.devices()[0]
+    if device.platform == "gpu":
+        try:
+            major, minor = str(device.compute_capability).split(".")[:2]
+            capability: tuple[int, int] | None = (int(major), int(minor))
+        except (AttributeError, ValueError):
+            capability = None
+        return gpu_fast_mode(capability)
+    if device.platform == "tpu":
+        return FastMode("bfloat16", False, True, "TPU: bfloat16")
+    return FastMode(reason="XLA:CPU measured no faster in bfloat16 than float32: exact passes")
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+    """``tree`` with every float32 array leaf cast to ``dtype``."""
+
+    def cast(leaf: Any) -> Any:
+        if isinstance(leaf, (jax.Array, np.ndarray)) and leaf.dtype == jnp.float32:
+            return jnp.asarray(leaf, dtype)
+        return leaf
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+class _HeadInFloat32:
+    """Casts each target layer's output to float32 at its last call (fast passes)."""
+
+    def __init__(self, calls: dict[str, int]) -> None:
+        self.calls = calls
+        self.seen: Counter[str] = Counter()
+
+    def __call__(self, path: str, module: Any, output: Any) -> Any:
+        index = self.seen[path]
+        self.seen[path] += 1
+        if index == self.calls.get(path, -1) and jnp.issubdtype(output.dtype, jnp.floating):
+            return output.astype(jnp.float32)
+        return output
+
+
 class _Tap:
     """Adds a ``delta`` to the output of one call of each target layer and keeps that output."""
 
@@ -131,6 +184,11 @@ class JaxBackend:
         self._layer_calls: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[Any, ...]]] = {}
         self._forward = jax.jit(self._logits)
         self._split = jax.jit(self._logits_and_activations, static_argnums=3)
+        #: How the masked passes run (set by ``GroupCAM(fast=True)`` for an explanation).
+        self.fast: FastMode = EXACT
+        self._fast_forward = jax.jit(self._fast_logits, static_argnums=(2, 3))
+        self._fast_variables: tuple[Any, str, Any] | None = None  # (source, dtype, cast)
+        self._last_calls: tuple[int, ...] | None = None  # of the last gradient pass
 
     @property
     def default_batch_size(self) -> int:
@@ -141,6 +199,17 @@ class JaxBackend:
 
     def _logits(self, variables: Any, x: Any) -> Any:
         return self._select(self.way_in.run(variables, x, None, None))
+
+    def _fast_logits(
+        self, variables: Any, x: Any, dtype: str, calls: tuple[int, ...] | None
+    ) -> Any:
+        """The model in ``dtype`` up to the target layers, in float32 after their last calls."""
+        callback: LayerCallback | None = None
+        if calls is not None:
+            callback = _HeadInFloat32(dict(zip(self.layer_names, calls, strict=True)))
+        only = self.layer_names if calls is not None else None
+        outputs = self._select(self.way_in.run(variables, x.astype(dtype), callback, only))
+        return outputs.astype(jnp.float32)
 
     def _logits_and_activations(
         self, variables: Any, x: Any, deltas: tuple[Any, ...], calls: tuple[int, ...]
@@ -189,12 +258,33 @@ class JaxBackend:
         result = gradient_by_perturbation(
             lambda deltas: self._split(variables, x, deltas, calls), shapes, objective
         )
+        self._last_calls = calls
         if len(self.layer_names) == 1:
             return replace(result, activations=result.activations[0], gradients=result.gradients[0])
         return replace(result, layer_names=self.layer_names)
 
     def forward(self, x: Any) -> Any:
-        return self._forward(self.variables, x)
+        dtype = self.fast.dtype
+        if dtype is None:
+            return self._forward(self.variables, x)
+        cached = self._fast_variables
+        if cached is None or cached[0] is not self.variables or cached[1] != dtype:
+            cast = _cast_floats(self.variables, jnp.dtype(dtype))
+            # Nothing to cast (plain functions hold their own parameters): exact passes.
+            changed = any(
+                a is not b
+                for a, b in zip(
+                    jax.tree_util.tree_leaves(self.variables),
+                    jax.tree_util.tree_leaves(cast),
+                    strict=True,
+                )
+            )
+            cached = (self.variables, dtype, cast if changed else None)
+            self._fast_variables = cached
+        if cached[2] is None:
+            return self._forward(self.variables, x)
+        calls = self._last_calls if self.fast.head_float32 else None
+        return self._fast_forward(cached[2], x, dtype, calls)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)

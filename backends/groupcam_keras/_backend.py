@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from groupcam_core.dtypes import is_real_floating
 from groupcam_core.errors import (
     BackendError,
     GroupCAMError,
@@ -23,12 +24,14 @@ from groupcam_core.errors import (
     model_failed,
 )
 from groupcam_core.explainer import floating_batch
+from groupcam_core.fast import EXACT, FastMode
 from groupcam_core.plumbing import cast_input
 from groupcam_core.protocol import GradientPass, TargetResolver
 from groupcam_core.targets import OutputSelector, select_class_scores
 
 from ._compiled import selector_key, shared_forward
 from ._layers import Target, logits_instead_of_softmax
+from ._precision import mixed_precision
 
 __all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
 
@@ -102,9 +105,12 @@ class KerasBackend:
         self.output = output
         self.input_layout = keras.config.image_data_format()
         self.feature_layout = self.input_layout
-        self.dtype = getattr(model, "input_dtype", None) or keras.config.floatx()
+        self.dtype = _input_dtype(model)
         self.call_kwargs = _training_kwargs(model)
-        self._compiled: Any = None
+        #: How the masked passes run (set by ``GroupCAM(fast=True)`` for an explanation).
+        self.fast: FastMode = EXACT
+        self._compiled: Any = None  # the exact passes' compiled forward
+        self._compiled_fast: dict[str, Any] = {}  # by the dtype of fast passes
 
     @property
     def default_batch_size(self) -> int:
@@ -121,7 +127,7 @@ class KerasBackend:
         array = floating_batch(
             x,
             lambda x: np.asarray(x if isinstance(x, np.ndarray) else keras.ops.convert_to_numpy(x)),
-            lambda dtype: np.issubdtype(dtype, np.floating),
+            lambda dtype: is_real_floating(dtype, np),
             "an array",
         )
         array = cast_input(array, lambda a: a.astype(self.dtype, copy=False))
@@ -196,23 +202,30 @@ class KerasBackend:
             self.softmax_layer is not None,  # switched off while tracing, or not
             tuple(sorted(self.call_kwargs.items())),
             selector_key(self.output),
+            self.fast.dtype,  # the mixed-precision policy of the trace (fast=True)
         )
 
     def _forward_function(self, build: Callable[..., Callable[..., Any]]) -> Callable[..., Any]:
         """The model's shared compiled forward for this backend's trace key.
 
-        ``build(model_reference, call_kwargs, output)`` makes it when the model
-        has none yet; it must not hold the backend (which holds the model).
+        ``build(model_reference, call_kwargs, output, dtype)`` makes it when the
+        model has none yet; it must not hold the backend (which holds the model).
         """
-        if self._compiled is None:
+        dtype = self.fast.dtype
+        found = self._compiled if dtype is None else self._compiled_fast.get(dtype)
+        if found is None:
             kwargs, output = dict(self.call_kwargs), self.output
-            self._compiled = shared_forward(
+            found = shared_forward(
                 self.model,
                 self._trace_key(),
                 output,
-                lambda reference: build(reference, kwargs, output),
+                lambda reference: build(reference, kwargs, output, dtype),
             )
-        return self._compiled
+            if dtype is None:
+                self._compiled = found
+            else:
+                self._compiled_fast[dtype] = found
+        return found
 
     def _check_channels(self, x: np.ndarray) -> None:
         try:
@@ -234,6 +247,22 @@ class KerasBackend:
                 f"the model takes {expected} channels ({self.input_layout}, input shape {shape}) "
                 f"but the batch has shape {tuple(x.shape)}{hint}"
             )
+
+
+def _input_dtype(model: keras.Model) -> str:
+    """The dtype batches are handed to the model in.
+
+    The dtype of the model's declared inputs, else its ``input_dtype``; a
+    half-precision one (a model under a ``"mixed_bfloat16"`` or
+    ``"mixed_float16"`` policy reports its compute dtype) becomes float32: such
+    models cast their inputs themselves, and groupcam's masks are made in float32.
+    """
+    declared = [getattr(tensor, "dtype", None) for tensor in getattr(model, "inputs", None) or []]
+    dtype = declared[0] if declared and declared[0] else None
+    if dtype is None:
+        dtype = getattr(model, "input_dtype", None) or keras.config.floatx()
+    name = keras.backend.standardize_dtype(dtype)
+    return "float32" if name in ("bfloat16", "float16") else name
 
 
 def _training_kwargs(model: keras.Model) -> dict[str, bool]:
@@ -286,7 +315,11 @@ class TensorFlowKeras(KerasBackend):
     def gradient_pass(self, x: np.ndarray, objective: TargetResolver) -> GradientPass:
         tf = self.tf
         captured: dict[str, Any] = {}
-        with tf.GradientTape() as tape:
+        # Only the target tensors are watched, not the variables: the tape records
+        # nothing below the layer, and the backward pass stops at the layer (as
+        # torch's no_grad below the layer does) instead of running through the
+        # whole network to every weight.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
 
             def make(path: str) -> Callable[[Any], Any]:
                 def capture(output: Any) -> Any:
@@ -478,7 +511,7 @@ class TorchKeras(KerasBackend):
             self.model(first, **self.call_kwargs)
 
     def forward(self, x: Any) -> Any:
-        with self.torch.no_grad(), self.logits():
+        with self.torch.no_grad(), self.logits(), mixed_precision(self.model, self.fast.dtype):
             return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -486,25 +519,32 @@ class TorchKeras(KerasBackend):
 
 
 def _tensorflow_forward(
-    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector, dtype: str | None
 ) -> Callable[[Any], Any]:
-    """A ``tf.function`` of the model that ``reference`` (a weak reference) points to."""
+    """A ``tf.function`` of the model that ``reference`` (a weak reference) points to.
+
+    With ``dtype``, the model is traced under the mixed policy of that dtype.
+    """
     import tensorflow as tf
 
     def forward(batch: Any) -> Any:
-        return select_output(reference()(batch, **call_kwargs), output)
+        model = reference()
+        with mixed_precision(model, dtype):
+            return select_output(model(batch, **call_kwargs), output)
 
     return tf.function(forward, reduce_retracing=True)
 
 
 def _jax_forward(
-    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector
+    reference: Any, call_kwargs: dict[str, Any], output: OutputSelector, dtype: str | None
 ) -> Callable[[Any, Any, Any], Any]:
     """A ``jax.jit`` of ``stateless_call`` of the model ``reference`` points to."""
     import jax
 
     def forward(trainable: Any, frozen: Any, batch: Any) -> Any:
-        outputs, _ = reference().stateless_call(trainable, frozen, batch, **call_kwargs)
+        model = reference()
+        with mixed_precision(model, dtype):
+            outputs, _ = model.stateless_call(trainable, frozen, batch, **call_kwargs)
         return select_output(outputs, output)
 
     return jax.jit(forward)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import keras
@@ -9,12 +11,14 @@ import keras
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
+from groupcam_core.fast import EXACT, FastMode
 from groupcam_core.protocol import Layout
 from groupcam_core.targets import OutputSelector
 from groupcam_core.transforms import FeatureTransform
 
 from ._backend import KerasBackend, make_backend
 from ._layers import Target, final_softmax, find_last_feature_layer, resolve_layer
+from ._precision import fast_mode
 
 __all__ = ["GroupCAM"]
 
@@ -61,6 +65,15 @@ class GroupCAM(ExplainerBase):
         ``"logits"``: use outputs as they are and apply softmax.
         ``"probabilities"``: the model outputs probabilities that cannot be
         switched off; use them as they are.
+    fast
+        ``True`` runs the masked forward passes in the fastest mode measured for
+        the Keras backend and device (``cam.fast_mode`` says which): every
+        float32 layer but the output layer under the ``"mixed_bfloat16"``
+        policy for the duration of the passes (TensorFlow on CPUs with native
+        bfloat16; GPUs, ``"mixed_float16"`` before compute capability 8);
+        elsewhere the passes stay exact. The gradient pass and groupcam's
+        arithmetic stay float32, and every layer's policy is restored.
+        Default ``False``.
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig`.
     """
@@ -76,6 +89,7 @@ class GroupCAM(ExplainerBase):
         model_outputs: Literal["auto", "logits", "probabilities"] = "auto",
         output: OutputSelector = None,
         reshape_transform: FeatureTransform | None = None,
+        fast: bool = False,
         **settings: Any,
     ) -> None:
         if not isinstance(model, keras.Model):
@@ -86,7 +100,7 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'auto', 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        super().__init__(model, groups, variant, batch_size, settings, reshape_transform)
+        super().__init__(model, groups, variant, batch_size, settings, reshape_transform, fast)
         self.model = model
         self.output = output
         self.model_outputs = model_outputs
@@ -131,9 +145,21 @@ class GroupCAM(ExplainerBase):
             self._backend = backend
         return self._backend
 
+    def _fast_mode(self, x: Any = None) -> FastMode:
+        return fast_mode()
+
+    @contextmanager
+    def _fast_passes(self, backend: KerasBackend, mode: FastMode) -> Iterator[None]:  # type: ignore[override]
+        backend.fast = mode
+        try:
+            yield
+        finally:
+            backend.fast = EXACT
+
     def __repr__(self) -> str:
         layer = self.target_layer_name or "<last feature layer>"
         return (
             f"GroupCAM({self.model.name}, target_layer={layer!r}, "
-            f"groups={self.config.groups}, backend={keras.backend.backend()!r})"
+            f"groups={self.config.groups}, backend={keras.backend.backend()!r}"
+            f"{', fast=True' if self.fast else ''})"
         )

@@ -5,7 +5,7 @@ Shared by :mod:`groupcam_torch` and ``groupcam_keras`` on Keras' torch backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ def gradient_at_layers(
     x: torch.Tensor,
     objective: TargetResolver,
     layer_names: Sequence[str],
+    expected_calls: Mapping[str, int] | None = None,
 ) -> GradientPass:
     """One forward pass and the gradient of the target scores at several layers' outputs.
 
@@ -41,6 +42,13 @@ def gradient_at_layers(
         ``objective.scores(outputs, targets)`` gives what is differentiated.
     layer_names
         The layers, in the order of the returned arrays.
+    expected_calls
+        How many times each layer ran in an earlier pass. A layer called several
+        times (EfficientNet's shared ``_swish``) is then captured at its last
+        call only, and the graph starts there; without it, the graph starts at
+        the first call and holds every activation after it until the backward
+        pass (memory that grows with the batch). If the layer runs fewer times
+        than expected, the pass is run again without the hint.
 
     Notes
     -----
@@ -53,9 +61,14 @@ def gradient_at_layers(
     work, and parameters' ``.grad`` are never written (``torch.autograd.grad``).
     """
     captured: dict[str, torch.Tensor] = {}
+    seen: dict[str, int] = dict.fromkeys(layer_names, 0)
+    skip = {name: max(count - 1, 0) for name, count in (expected_calls or {}).items()}
 
     def capture_for(name: str) -> Capture:
         def capture(output: Any) -> torch.Tensor:
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] <= skip.get(name, 0):
+                return output  # not the last call: no graph yet
             if not (torch.is_tensor(output) and output.is_floating_point()):
                 raise TargetLayerError(
                     f"target layer {name!r} returned {type(output).__name__}, "
@@ -75,6 +88,8 @@ def gradient_at_layers(
         x = x.clone()  # an inference tensor (made under inference_mode) becomes usable
         with torch.no_grad():
             outputs = run(x, capture_for)
+        if expected_calls and any(name not in captured for name in layer_names):
+            return gradient_at_layers(run, x, objective, layer_names)  # fewer calls this time
         for name in layer_names:
             if name not in captured:
                 raise layer_not_called(name)

@@ -6,15 +6,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
+from groupcam_core.fast import FastMode
 from groupcam_core.protocol import Layout
 from groupcam_core.transforms import FeatureTransform
 
-from ._backend import Autocast, OutputSelector, TorchBackend, model_device_and_dtype
+from ._backend import (
+    Autocast,
+    OutputSelector,
+    TorchBackend,
+    fast_mode_for,
+    model_device_and_dtype,
+)
 from ._layers import find_last_feature_layer, resolve_layer
 
 __all__ = ["GroupCAM", "evaluation_mode"]
@@ -75,6 +83,15 @@ class GroupCAM(ExplainerBase):
         For a layer that does not output a ``(B, K, u, v)`` map (a transformer
         block's ``(B, tokens, channels)``): a function from its output to one,
         such as ``groupcam_core.tokens_to_grid()``.
+    fast
+        ``True`` runs the masked forward passes in the fastest mode measured on
+        the model's device (``cam.fast_mode`` says which): bfloat16 autocast with
+        channels-last inputs on CPUs with native bfloat16 and on CUDA from
+        compute capability 8, float16 on 7.x; the network after the target
+        layer (the classifier head) stays float32. Elsewhere the passes stay
+        exact. The gradient pass and groupcam's arithmetic stay float32. Maps
+        rank pixels as the exact ones do (Spearman above 0.99 in
+        docs/benchmarks.md) at 2 to 3 times the speed. Default ``False``.
     **settings
         Other fields of :class:`groupcam_core.GroupCAMConfig` to override, e.g.
         ``percentile=None`` or ``blur_sigma=25.0``.
@@ -107,6 +124,7 @@ class GroupCAM(ExplainerBase):
         output: OutputSelector = None,
         model_outputs: Literal["logits", "probabilities"] = "logits",
         reshape_transform: FeatureTransform | None = None,
+        fast: bool = False,
         **settings: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -117,12 +135,13 @@ class GroupCAM(ExplainerBase):
             raise ConfigError(
                 f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
             )
-        super().__init__(model, groups, variant, batch_size, settings, reshape_transform)
+        super().__init__(model, groups, variant, batch_size, settings, reshape_transform, fast)
         self.model = model
         self.output = output
         self.model_outputs = model_outputs
         self._layers: list[tuple[str, nn.Module]] | None = None
         self._autocast: Autocast | None = None
+        self._call_counts: dict[str, int] = {}  # target layer calls per forward pass
         if target_layer is not None:
             targets = target_layer if isinstance(target_layer, (list, tuple)) else [target_layer]
             if not targets:
@@ -147,6 +166,7 @@ class GroupCAM(ExplainerBase):
             output=self.output,
             outputs_probabilities=self.model_outputs == "probabilities",
             autocast=self._autocast,
+            call_counts=self._call_counts,
         )
 
     def _backend_for(self, x: Any) -> TorchBackend:
@@ -157,6 +177,21 @@ class GroupCAM(ExplainerBase):
                 name = find_last_feature_layer(self.model, lambda: probe.run_model(batch[:1]))
                 self._layers = [resolve_layer(self.model, name)]
         return self._make_backend(self._layers or [("", self.model)])
+
+    def _fast_mode(self, x: Any = None) -> FastMode:
+        return fast_mode_for(*model_device_and_dtype(self.model))
+
+    @contextmanager
+    def _fast_passes(self, backend: TorchBackend, mode: FastMode) -> Iterator[None]:  # type: ignore[override]
+        backend.fast = mode
+        if mode.dtype is None:
+            yield
+            return
+        # An autocast block around the whole explanation, switched off, keeps
+        # autocast's cache of low-precision weights alive from one masked chunk to
+        # the next (it is emptied when the outermost autocast block ends).
+        with torch.autocast(backend.device.type, enabled=False):
+            yield
 
     @contextmanager
     def _explaining(self) -> Iterator[None]:
@@ -172,5 +207,6 @@ class GroupCAM(ExplainerBase):
         layer = self.target_layer_name or "<last feature layer>"
         return (
             f"GroupCAM({type(self.model).__name__}, target_layer={layer!r}, "
-            f"groups={self.config.groups}, batch_size={self.batch_size})"
+            f"groups={self.config.groups}, batch_size={self.batch_size}"
+            f"{', fast=True' if self.fast else ''})"
         )

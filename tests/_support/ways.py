@@ -186,7 +186,14 @@ def _keras_way(name: str, blob_net: Any) -> Way:
         layers = [net, *net._flatten_layers(include_self=False)]
         return (
             [np.array(w) for w in net.get_weights()],
-            [("call" in layer.__dict__, getattr(layer, "activation", None)) for layer in layers],
+            [
+                (
+                    "call" in layer.__dict__,
+                    getattr(layer, "activation", None),
+                    layer.dtype_policy.name,
+                )
+                for layer in layers
+            ],
         )
 
     def same(a: Any, b: Any) -> bool:

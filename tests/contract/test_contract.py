@@ -23,6 +23,7 @@ from groupcam_core import (
     TargetError,
 )
 from groupcam_core.errors import PROBABILITIES_WARNING
+from groupcam_core.fast import EXACT, FastMode
 from groupcam_torch import GroupCAM as TorchGroupCAM
 
 
@@ -176,3 +177,43 @@ def test_threads_on_one_model_get_the_sequential_maps(way, photos, explainers) -
     for index, maps in enumerate(results):
         np.testing.assert_allclose(maps, expected[index % 2], atol=1e-6)
     assert way.same(before, way.snapshot(model))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ranks_a = np.argsort(np.argsort(a.ravel(), kind="stable"), kind="stable").astype(np.float64)
+    ranks_b = np.argsort(np.argsort(b.ravel(), kind="stable"), kind="stable").astype(np.float64)
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def test_fast_reports_its_mode_and_defaults_to_exact(way) -> None:
+    assert way.make().fast is False
+    assert way.make().fast_mode == EXACT
+    mode = way.make(fast=True).fast_mode
+    assert isinstance(mode, FastMode)
+    assert mode.reason
+    with pytest.raises(ConfigError, match="fast must be True or False"):
+        way.make(fast="yes")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_fast_passes_in_half_precision_rank_pixels_as_the_exact_ones(way, photos, dtype) -> None:
+    """Forced into ``dtype`` (whatever this machine's own fast mode is), the masked passes
+    give float32 maps close to the exact maps, and the model is left as it was."""
+    model = way.model("blob")
+    before = way.snapshot(model)
+    images = way.images(photos)
+    exact = _explain(way.make(model), images)
+    cam = way.make(model, fast=True)
+    forced = FastMode(dtype, way.layout == "channels_first", True, "forced by the test")
+    cam._fast_mode = lambda x=None: forced  # the device's own mode may be exact
+    fast = _explain(cam, images, exact.targets)
+    assert fast.saliency.dtype == np.float32
+    assert np.isfinite(fast.saliency).all()
+    assert fast.group_scores.dtype == np.float32
+    for found, expected in zip(fast.saliency, exact.saliency, strict=True):
+        assert _spearman(found, expected) >= 0.98
+    np.testing.assert_allclose(fast.target_probabilities, exact.target_probabilities, atol=1e-6)
+    assert way.same(before, way.snapshot(model))
+    # Metrics run through the explainer get the exact passes.
+    with cam.using_backend(images) as backend:
+        assert getattr(backend, "fast", EXACT) == EXACT

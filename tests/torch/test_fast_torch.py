@@ -1,0 +1,188 @@
+"""``GroupCAM(fast=True)`` for torch: what runs in which precision, and what is left as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _support.torch_models import tiny_cnn
+from torch import nn
+
+from groupcam_core.fast import EXACT, FastMode
+from groupcam_torch import GroupCAM
+from groupcam_torch._backend import fast_mode_for
+
+BFLOAT16 = FastMode("bfloat16", True, True, "forced by the test")
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ranks_a = np.argsort(np.argsort(a.ravel(), kind="stable"), kind="stable").astype(np.float64)
+    ranks_b = np.argsort(np.argsort(b.ravel(), kind="stable"), kind="stable").astype(np.float64)
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def _forced(cam: GroupCAM, mode: FastMode = BFLOAT16) -> GroupCAM:
+    cam._fast_mode = lambda x=None: mode  # whatever this CPU's own mode is
+    return cam
+
+
+def _record_dtypes(model: nn.Module) -> tuple[list[tuple[str, torch.dtype, bool]], list]:
+    """Hooks recording (module kind, input dtype, grad enabled) of each conv and linear call."""
+    seen: list[tuple[str, torch.dtype, bool]] = []
+    handles = [
+        module.register_forward_hook(
+            lambda m, inputs, out: seen.append(
+                (type(m).__name__, out.dtype, torch.is_grad_enabled())
+            )
+        )
+        for module in model.modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+    return seen, handles
+
+
+def test_gradient_pass_and_head_stay_float32_the_body_runs_in_bfloat16(blob_net) -> None:
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cam = _forced(GroupCAM(blob_net, target_layer="6", groups=8, fast=True))
+    seen, handles = _record_dtypes(blob_net)
+    try:
+        result = cam.explain(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # The first model run is the gradient pass: float32 throughout.
+    first = seen[:4]
+    assert [dtype for _, dtype, _ in first] == [torch.float32] * 4
+    masked = seen[4:]
+    convolutions = {dtype for kind, dtype, _ in masked if kind == "Conv2d"}
+    heads = {dtype for kind, dtype, _ in masked if kind == "Linear"}
+    assert convolutions == {torch.bfloat16}
+    assert heads == {torch.float32}  # after the target layer: float32
+    assert not any(grad for _, _, grad in masked)
+    assert result.saliency.dtype == np.float32
+    assert result.group_scores.dtype == np.float32
+
+
+def test_the_model_and_torch_state_are_left_as_they_were(blob_net) -> None:
+    model = tiny_cnn()
+    before = {name: (t.clone(), t.stride()) for name, t in model.state_dict().items()}
+    cam = _forced(GroupCAM(model, groups=4, fast=True))
+    cam(torch.randn(1, 3, 24, 24))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name][0])
+        assert tensor.stride() == before[name][1]  # no channels-last weights left behind
+    assert not torch.is_autocast_enabled("cpu")
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_a_head_that_reads_a_tensor_from_below_the_layer_falls_back_to_autocast() -> None:
+    class SkipHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.body = nn.Conv2d(8, 8, 3, padding=1)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            early = self.stem(x)  # bfloat16 under autocast, read again after the layer
+            late = self.act(self.body(early))
+            pooled = torch.cat([late.mean((2, 3)), early.mean((2, 3))], dim=1)
+            return self.fc(pooled)
+
+    torch.manual_seed(0)
+    model = SkipHead().eval()
+    images = torch.randn(2, 3, 16, 16)
+    exact = GroupCAM(model, target_layer="act", groups=4).explain(images)
+    fast = _forced(GroupCAM(model, target_layer="act", groups=4, fast=True)).explain(
+        images, exact.targets
+    )
+    assert np.isfinite(fast.saliency).all()
+    assert fast.saliency.shape == exact.saliency.shape
+
+
+def test_a_layer_called_twice_switches_to_float32_after_its_last_call() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.b(self.act(self.a(x)))
+            return self.fc(self.act(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Twice().eval()
+    cam = _forced(GroupCAM(model, target_layer="act", groups=4, fast=True))
+    seen, handles = _record_dtypes(model)
+    try:
+        cam(torch.randn(1, 3, 16, 16))
+    finally:
+        for handle in handles:
+            handle.remove()
+    masked = seen[3:]
+    assert {dtype for kind, dtype, _ in masked if kind == "Conv2d"} == {torch.bfloat16}
+    assert {dtype for kind, dtype, _ in masked if kind == "Linear"} == {torch.float32}
+
+
+def test_fast_mode_follows_the_device_and_the_model_dtype() -> None:
+    cpu = fast_mode_for(torch.device("cpu"))
+    assert cpu.dtype in (None, "bfloat16")
+    assert (cpu.dtype is None) == (not cpu.active)
+    half = fast_mode_for(torch.device("cpu"), torch.bfloat16)
+    assert half.dtype is None
+    assert "bfloat16" in half.reason
+    assert fast_mode_for(torch.device("meta")).dtype is None
+    cam = GroupCAM(tiny_cnn(), fast=True)
+    assert cam.fast_mode == cpu
+    assert GroupCAM(tiny_cnn()).fast_mode == EXACT
+    assert "fast=True" in repr(cam)
+
+
+@pytest.mark.slow
+def test_efficientnet_fast_maps_rank_pixels_as_the_exact_maps() -> None:
+    """The measured claim of docs/benchmarks.md, on the real network and photos."""
+    from groupcam_core.samples import load_sample_photos
+    from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
+
+    model = efficientnet_lite0()
+    batch = photos_to_batch(list(load_sample_photos().values()))
+    exact = GroupCAM(model).explain(batch)
+    fast = _forced(GroupCAM(model, fast=True)).explain(batch)
+    np.testing.assert_array_equal(fast.targets, exact.targets)
+    for found, expected in zip(fast.saliency, exact.saliency, strict=True):
+        assert _spearman(found, expected) >= 0.99
+
+
+def test_a_layer_called_twice_gets_its_graph_from_the_last_call_on_later_explanations() -> None:
+    """The second explanation knows the layer runs twice: no graph between the two calls."""
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.b(self.act(self.a(x)))
+            return self.fc(self.act(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Twice().eval()
+    images = torch.randn(2, 3, 16, 16)
+    graph_at_b: list[bool] = []
+    model.b.register_forward_hook(lambda m, i, o: graph_at_b.append(o.requires_grad))
+    cam = GroupCAM(model, target_layer="act", groups=4)
+    first = cam.explain(images)
+    first_graph, graph_at_b[:] = graph_at_b[0], []
+    second = cam.explain(images)
+    assert first_graph is True  # first explanation: the graph starts at act's first call
+    assert graph_at_b[0] is False  # then at its last call: b is outside the graph
+    assert cam._call_counts == {"act": 2}
+    np.testing.assert_array_equal(first.saliency, second.saliency)
+    np.testing.assert_array_equal(first.group_scores, second.group_scores)
