@@ -1,7 +1,7 @@
 """Images per second of ``groupcam explain``: local, and on Ray Data with 1 and 2 workers.
 
 Each run is the command line in a fresh process on the same folder of JPEG
-photos (scikit-image's, centre-cropped views of them, no downloads), with the
+photos (scikit-image's, center-cropped views of them, no downloads), with the
 built-in EfficientNet-Lite0 in torch at 224 x 224, the paper preset, G = 32:
 
 * ``local``: one process, torch's default threads (all cores);

@@ -36,7 +36,7 @@ from groupcam_core.samples import load_sample_photos
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def normalised(photos: list[np.ndarray]) -> np.ndarray:
+def normalized(photos: list[np.ndarray]) -> np.ndarray:
     """``(B, 224, 224, 3)`` float32, as EfficientNet-Lite expects: (pixel / 255 - 0.5) / 0.5."""
     return (np.stack(photos).astype(np.float32) / 255.0 - 0.5) / 0.5
 
@@ -94,7 +94,7 @@ def main() -> None:
     exact_cam, fast_cam, to_input, description = build(args.framework, args.threads)
     print(f"{description}; fast mode: {fast_cam.fast_mode}")
 
-    x = to_input(normalised(list(load_sample_photos().values())))
+    x = to_input(normalized(list(load_sample_photos().values())))
     exact = exact_cam.explain(x)
     fast_cam.explain(x, exact.targets)  # warm-up (compilation)
     fast_targets = fast_cam.explain(x).targets
@@ -126,7 +126,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "evaluation"))
     from photos import load_photos
 
-    x = to_input(normalised(list(load_photos().values())))
+    x = to_input(normalized(list(load_photos().values())))
     exact = exact_cam.explain(x)
     fast = fast_cam.explain(x, exact.targets)
     rho = [

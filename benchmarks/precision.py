@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def photos() -> np.ndarray:
-    """The four demo photos as ``(4, 224, 224, 3)`` float32, normalised for Lite0."""
+    """The four demo photos as ``(4, 224, 224, 3)`` float32, normalized for Lite0."""
     images = np.stack(list(load_sample_photos().values())).astype(np.float32)
     return (images / 255.0 - 0.5) / 0.5
 

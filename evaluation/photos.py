@@ -59,7 +59,7 @@ def _folder(package: str) -> Path:
 
 
 def load_photos(size: int = 224) -> dict[str, np.ndarray]:
-    """All photos, centre-cropped to ``(size, size, 3)`` uint8 RGB (grey ones as RGB)."""
+    """All photos, center-cropped to ``(size, size, 3)`` uint8 RGB (grey ones as RGB)."""
     from PIL import Image
 
     photos = {}

@@ -1,11 +1,11 @@
-"""A small CNN for the synthetic localisation benchmark (``groupcam_core.synthetic``).
+"""A small CNN for the synthetic localization benchmark (``groupcam_core.synthetic``).
 
 The network classifies the shape of the single object in a 64 x 64 synthetic
 scene. It takes ``(N, 3, 64, 64)`` float32 images with values in ``[0, 1]``,
 exactly as :func:`groupcam_core.synthetic.make_scenes` produces them after
 :func:`groupcam_core.synthetic.channels_first`. The model subtracts each image's
-mean colour itself (the scenes' background colours vary widely); no other
-normalisation.
+mean color itself (the scenes' background colors vary widely); no other
+normalization.
 
 Layout at 64 x 64 input::
 
@@ -24,9 +24,9 @@ Each block is conv (no bias), BatchNorm and ReLU. The Group-CAM target layer is
 feature map with 128 channels at 64 x 64 input.
 
 Downsampling uses non-overlapping 2 x 2 stride-2 convolutions, so feature cell
-``j`` covers input pixels ``8j .. 8j + 7`` and is centred where Group-CAM's
-half-pixel-centre upsampling puts it. (The common 3 x 3 stride-2 convolution
-with padding 1 centres cell ``j`` on pixel ``8j`` instead: three of them shift
+``j`` covers input pixels ``8j .. 8j + 7`` and is centered where Group-CAM's
+half-pixel-center upsampling puts it. (The common 3 x 3 stride-2 convolution
+with padding 1 centers cell ``j`` on pixel ``8j`` instead: three of them shift
 every map by 3.5 pixels down and right, which a pointing game notices.)
 
 >>> from groupcam_torch import GroupCAM                         # doctest: +SKIP
@@ -80,7 +80,7 @@ def _block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
 
 
 class SyntheticCNN(nn.Module):
-    """Per-image colour centring, six conv-BN-ReLU blocks, global average pooling, linear head.
+    """Per-image color centring, six conv-BN-ReLU blocks, global average pooling, linear head.
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ class SyntheticCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` images in ``[0, 1]`` to ``(N, num_classes)`` logits."""
-        x = x - x.mean(dim=(2, 3), keepdim=True)  # per-image colour centring
+        x = x - x.mean(dim=(2, 3), keepdim=True)  # per-image color centring
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 

@@ -64,9 +64,9 @@ def train(steps: int, batch_size: int, lr: float, seed: int, eval_every: int = 0
     validation = make_scenes(250, seed=VALIDATION_SEED) if eval_every > 0 else None
     torch.manual_seed(seed)
     model = SyntheticCNN()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=lr, total_steps=steps, pct_start=0.15
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.15
     )
     start, running = time.perf_counter(), []
     for step in range(steps):
@@ -74,9 +74,9 @@ def train(steps: int, batch_size: int, lr: float, seed: int, eval_every: int = 0
         scenes = make_scenes(batch_size, seed=TRAIN_SEED_BASE + step)
         logits = model(_tensor(scenes.images))
         loss = nn.functional.cross_entropy(logits, torch.from_numpy(scenes.labels))
-        optimiser.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        optimizer.step()
         schedule.step()
         running.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == steps:

@@ -117,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         "--figure-colors",
         type=int,
         default=256,
-        help="colours of the PNG figures' palette, dithered (default: %(default)s; 0: full "
-        "colour, about three times larger)",
+        help="colors of the PNG figures' palette, dithered (default: %(default)s; 0: full "
+        "color, about three times larger)",
     )
     compare.add_argument(
         "--warmup",

@@ -380,8 +380,8 @@ class Comparison:
 
         For each image, one row shows the photo (if given) and every way's map
         (over the photo, if given), and the row below shows ``|map - reference
-        map|`` for every other way, on one colour scale for the whole figure
-        (its largest value is in the colour bar).
+        map|`` for every other way, on one color scale for the whole figure
+        (its largest value is in the color bar).
 
         Parameters
         ----------
@@ -400,7 +400,7 @@ class Comparison:
             Draw the maps over the photos (when given); ``False`` draws the
             maps alone beside the photo (a smaller PNG file).
         colors
-            ``None`` for a full-colour PNG; else the number of colours (2 to
+            ``None`` for a full-color PNG; else the number of colors (2 to
             256) of a palette PNG, dithered (Pillow): about a third of the size,
             hardly different to the eye.
         """
@@ -467,7 +467,7 @@ class Comparison:
 
 
 def _save_with_palette(figure: Any, path: Path, colors: int) -> None:
-    """Write a matplotlib figure as a dithered palette PNG of ``colors`` colours."""
+    """Write a matplotlib figure as a dithered palette PNG of ``colors`` colors."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -515,7 +515,7 @@ def compare(
         ``explain(x, targets)`` and ``input_layout``). The names label the table
         and figure.
     images
-        One ``(B, C, H, W)`` or ``(B, H, W, C)`` batch, normalised as the models
+        One ``(B, C, H, W)`` or ``(B, H, W, C)`` batch, normalized as the models
         expect: a numpy array, or anything ``numpy.asarray`` takes (a torch
         tensor is moved to the host). Each explainer gets it, as numpy, in its
         own ``input_layout``.

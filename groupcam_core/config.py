@@ -48,10 +48,10 @@ class GroupCAMConfig:
     score_relu
         If true, a group's score is ``max(0, p - p_baseline)``; else ``p - p_baseline``.
     merge_source
-        ``"masks"`` merges the min-max normalised masks; ``"upsampled"`` merges the
-        upsampled maps before normalisation.
+        ``"masks"`` merges the min-max normalized masks; ``"upsampled"`` merges the
+        upsampled maps before normalization.
     final_relu
-        Apply a ReLU to the merged map before its min-max normalisation.
+        Apply a ReLU to the merged map before its min-max normalization.
     layer_fusion
         With several target layers: how their maps (each min-max normalized)
         become one: ``"mean"`` or ``"max"`` per pixel, then min-max normalized.

@@ -72,7 +72,7 @@ def gaussian_blur_matrix(length: int, size: int, sigma: float) -> np.ndarray:
 def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
     """The ``(out_size, in_size)`` matrix of 1-D bilinear resampling.
 
-    Half-pixel centres, as ``torch.nn.functional.interpolate(mode="bilinear",
+    Half-pixel centers, as ``torch.nn.functional.interpolate(mode="bilinear",
     align_corners=False)`` without antialiasing: output sample ``i`` reads input
     position ``(i + 0.5) * in_size / out_size - 0.5``, clamped at 0.
     """

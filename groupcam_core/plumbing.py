@@ -139,7 +139,7 @@ def cast_input(x: Any, cast: Callable[[Any], Any]) -> Any:
         largest = float(xp.max(xp.abs(x)))
         raise InputError(
             f"the input holds values up to {largest:g} in magnitude, which overflow the "
-            f"model's dtype {cast_x.dtype}; normalise the images the way the model was trained"
+            f"model's dtype {cast_x.dtype}; normalize the images the way the model was trained"
         )
     return cast_x
 

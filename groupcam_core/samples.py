@@ -27,7 +27,7 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 def center_crop(image: np.ndarray, size: int = 224, resize_to: int = 256) -> np.ndarray:
-    """Resize the shorter side to ``resize_to`` (bilinear), then crop the centre square.
+    """Resize the shorter side to ``resize_to`` (bilinear), then crop the center square.
 
     Parameters
     ----------
@@ -58,7 +58,7 @@ def center_crop(image: np.ndarray, size: int = 224, resize_to: int = 256) -> np.
 def load_sample_photos(
     names: tuple[str, ...] = SAMPLE_PHOTOS, size: int = 224
 ) -> dict[str, np.ndarray]:
-    """Load photos from ``skimage.data`` as centre-cropped ``(size, size, 3)`` uint8 RGB."""
+    """Load photos from ``skimage.data`` as center-cropped ``(size, size, 3)`` uint8 RGB."""
     from skimage import data
 
     photos = {}

@@ -1,11 +1,11 @@
-"""Synthetic scenes with ground-truth object masks, for localisation benchmarks.
+"""Synthetic scenes with ground-truth object masks, for localization benchmarks.
 
-Each scene holds one flat-coloured object of one of several shape classes (disk,
-square, triangle, cross, ring) at a random place, size, rotation and colour,
-drawn over a textured background (smooth colour fields, stripes, soft blotches
-and thin lines) that carries distractor energy. The colour is drawn
+Each scene holds one flat-colored object of one of several shape classes (disk,
+square, triangle, cross, ring) at a random place, size, rotation and color,
+drawn over a textured background (smooth color fields, stripes, soft blotches
+and thin lines) that carries distractor energy. The color is drawn
 independently of the class, so a classifier has to look at the object's shape.
-The boolean object masks make localisation checks of saliency maps possible
+The boolean object masks make localization checks of saliency maps possible
 without human annotations (for example :func:`groupcam_core.metrics.pointing_game`).
 
 Only numpy is used; scene ``i`` depends only on ``seed`` and ``i`` (one
@@ -34,7 +34,7 @@ __all__ = [
 #: The shape classes, in label order.
 SYNTHETIC_CLASSES: tuple[str, ...] = ("disk", "square", "triangle", "cross", "ring")
 
-# Extent of each shape from its centre, in units of its radius (for placement).
+# Extent of each shape from its center, in units of its radius (for placement).
 _EXTENT = {"disk": 1.0, "square": 1.14, "triangle": 1.2, "cross": 1.0, "ring": 1.0}
 
 
@@ -53,10 +53,10 @@ class SyntheticScenes:
         ``(N, H, W)`` bool, True on the object's pixels.
     class_names
         The class names, in label order.
-    colours
-        ``(N, 3)`` float32 RGB colour of each object, in ``[0, 1]``.
-    centres
-        ``(N, 2)`` float64 object centres (row, column) in pixels.
+    colors
+        ``(N, 3)`` float32 RGB color of each object, in ``[0, 1]``.
+    centers
+        ``(N, 2)`` float64 object centers (row, column) in pixels.
     radii
         ``(N,)`` float64 object radii in pixels.
     """
@@ -65,8 +65,8 @@ class SyntheticScenes:
     labels: np.ndarray
     masks: np.ndarray
     class_names: tuple[str, ...]
-    colours: np.ndarray
-    centres: np.ndarray
+    colors: np.ndarray
+    centers: np.ndarray
     radii: np.ndarray
 
     def __len__(self) -> int:
@@ -112,7 +112,7 @@ def _smooth_field(rng: np.random.Generator, points: int, size: int, scale: float
 def _background(rng: np.random.Generator, size: int, clutter: float = 1.0) -> np.ndarray:
     """One textured ``(size, size, 3)`` float64 background in ``[0, 1]``.
 
-    ``clutter`` scales the texture around the flat base colour (0: flat, 1: full);
+    ``clutter`` scales the texture around the flat base color (0: flat, 1: full);
     the random draws do not depend on it.
     """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -126,9 +126,9 @@ def _background(rng: np.random.Generator, size: int, clutter: float = 1.0) -> np
         wave = np.tanh(3.0 * wave)
         image += wave[..., None] * rng.uniform(0.05, 0.2) * rng.normal(size=3)
     for _ in range(rng.integers(1, 5)):  # soft blotches
-        centre = rng.uniform(0.0, size, size=2)
+        center = rng.uniform(0.0, size, size=2)
         sigma = rng.uniform(0.04, 0.12) * size
-        blob = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2.0 * sigma**2))
+        blob = np.exp(-((yy - center[0]) ** 2 + (xx - center[1]) ** 2) / (2.0 * sigma**2))
         image += blob[..., None] * rng.uniform(-0.35, 0.35, size=3)
     for _ in range(rng.integers(0, 3)):  # thin straight lines with hard edges
         angle = rng.uniform(0.0, np.pi)
@@ -140,11 +140,11 @@ def _background(rng: np.random.Generator, size: int, clutter: float = 1.0) -> np
 
 
 def _shape_mask(
-    name: str, size: int, centre: np.ndarray, radius: float, angle: float
+    name: str, size: int, center: np.ndarray, radius: float, angle: float
 ) -> np.ndarray:
     """Boolean ``(size, size)`` mask of one shape."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    dy, dx = yy - centre[0], xx - centre[1]
+    dy, dx = yy - center[0], xx - center[1]
     u = dx * np.cos(angle) + dy * np.sin(angle)
     v = -dx * np.sin(angle) + dy * np.cos(angle)
     if name == "disk":
@@ -168,17 +168,17 @@ def _shape_mask(
     raise ValueError(f"unknown shape {name!r}; known: {', '.join(SYNTHETIC_CLASSES)}")
 
 
-def _object_colour(rng: np.random.Generator, under: np.ndarray, contrast: float) -> np.ndarray:
-    """A random colour at least ``contrast`` (RGB distance) from the mean of ``under``."""
+def _object_color(rng: np.random.Generator, under: np.ndarray, contrast: float) -> np.ndarray:
+    """A random color at least ``contrast`` (RGB distance) from the mean of ``under``."""
     mean = under.mean(axis=0)
     best, best_distance = None, -1.0
     for _ in range(50):
-        colour = rng.uniform(0.0, 1.0, size=3)
-        distance = float(np.linalg.norm(colour - mean))
+        color = rng.uniform(0.0, 1.0, size=3)
+        distance = float(np.linalg.norm(color - mean))
         if distance >= contrast:
-            return colour
+            return color
         if distance > best_distance:
-            best, best_distance = colour, distance
+            best, best_distance = color, distance
     return best  # pragma: no cover - practically unreachable for contrast <= 0.5
 
 
@@ -230,16 +230,16 @@ def make_scenes(
     radius_range
         Object radius range as fractions of ``size`` (uniformly drawn).
     contrast
-        Minimum RGB distance between the object's colour and the mean
+        Minimum RGB distance between the object's color and the mean
         background under it.
     noise
         Standard deviation of Gaussian pixel noise added to the whole image
         (before clipping to ``[0, 1]``).
     clutter
         Strength of the background texture in ``[0, 1]``: 0 gives a flat
-        background of a random colour, 1 (the default, the benchmark setting)
+        background of a random color, 1 (the default, the benchmark setting)
         the full texture. For curriculum training; the random draws, and so
-        the objects' shapes, places and sizes, do not depend on it (the colours
+        the objects' shapes, places and sizes, do not depend on it (the colors
         may, through ``contrast``).
     class_names
         Which shapes to draw, a subset of :data:`SYNTHETIC_CLASSES` in any
@@ -263,8 +263,8 @@ def make_scenes(
     images = np.empty((count, size, size, 3), dtype=np.float32)
     masks = np.empty((count, size, size), dtype=bool)
     labels = np.empty(count, dtype=np.int64)
-    colours = np.empty((count, 3), dtype=np.float32)
-    centres = np.empty((count, 2), dtype=np.float64)
+    colors = np.empty((count, 3), dtype=np.float32)
+    centers = np.empty((count, 2), dtype=np.float64)
     radii = np.empty(count, dtype=np.float64)
     for i, (background_rng, rng) in enumerate(_scene_generators(seed, count)):
         image = _background(background_rng, size, clutter)
@@ -272,11 +272,11 @@ def make_scenes(
         name = class_names[label]
         radius = rng.uniform(low, high) * size
         margin = _EXTENT[name] * radius + 1.0
-        centre = rng.uniform(margin, size - 1.0 - margin, size=2)
-        mask = _shape_mask(name, size, centre, radius, rng.uniform(0.0, 2.0 * np.pi))
-        colour = _object_colour(rng, image[mask], contrast)
-        image[mask] = colour
+        center = rng.uniform(margin, size - 1.0 - margin, size=2)
+        mask = _shape_mask(name, size, center, radius, rng.uniform(0.0, 2.0 * np.pi))
+        color = _object_color(rng, image[mask], contrast)
+        image[mask] = color
         image += rng.normal(scale=noise, size=image.shape)
         images[i] = np.clip(image, 0.0, 1.0)
-        masks[i], labels[i], colours[i], centres[i], radii[i] = mask, label, colour, centre, radius
-    return SyntheticScenes(images, labels, masks, class_names, colours, centres, radii)
+        masks[i], labels[i], colors[i], centers[i], radii[i] = mask, label, color, center, radius
+    return SyntheticScenes(images, labels, masks, class_names, colors, centers, radii)

@@ -20,7 +20,7 @@ def _as_rgb_float(image: np.ndarray) -> np.ndarray:
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float32) / 255.0
     low, high = float(image.min()), float(image.max())
-    if low < 0.0 or high > 1.0:  # normalised input: stretch for display
+    if low < 0.0 or high > 1.0:  # normalized input: stretch for display
         return ((image - low) / max(high - low, 1e-12)).astype(np.float32)
     return image.astype(np.float32)
 
@@ -28,7 +28,7 @@ def _as_rgb_float(image: np.ndarray) -> np.ndarray:
 def overlay(
     image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5, colormap: str = "jet"
 ) -> np.ndarray:
-    """Blend a colour-mapped saliency map over an image.
+    """Blend a color-mapped saliency map over an image.
 
     Parameters
     ----------
@@ -65,7 +65,7 @@ def save_overlay(
     title: str = "",
     alpha: float = 0.5,
 ) -> Path:
-    """Write one overlay with a title and colour bar to a PNG file; return its path."""
+    """Write one overlay with a title and color bar to a PNG file; return its path."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4.2, 4.0), dpi=100)

@@ -272,7 +272,7 @@ def sample_batch(
     layout
         The layout of the returned batch.
     size
-        Side of the centre-cropped photos (the model takes any size; 224 is
+        Side of the center-cropped photos (the model takes any size; 224 is
         what it was trained on).
     count
         How many of :data:`~groupcam_core.samples.SAMPLE_PHOTOS` (default: all four).

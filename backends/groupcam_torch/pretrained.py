@@ -46,5 +46,5 @@ def efficientnet_lite0() -> nn.Module:
 def photos_to_batch(photos: list[np.ndarray] | np.ndarray) -> torch.Tensor:
     """Turn ``(H, W, 3)`` uint8 photos into EfficientNet-Lite's ``(B, 3, H, W)`` float input."""
     stacked = np.stack([np.asarray(photo, dtype=np.float32) / 255.0 for photo in photos])
-    normalised = (stacked - EFFICIENTNET_LITE_MEAN) / EFFICIENTNET_LITE_STD
-    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))
+    normalized = (stacked - EFFICIENTNET_LITE_MEAN) / EFFICIENTNET_LITE_STD
+    return torch.from_numpy(np.ascontiguousarray(normalized.transpose(0, 3, 1, 2)))

@@ -1,4 +1,4 @@
-"""Cascading model randomisation for the sanity check of Adebayo et al. (2018).
+"""Cascading model randomization for the sanity check of Adebayo et al. (2018).
 
 >>> from groupcam_core.metrics import sanity_check
 >>> from groupcam_torch import GroupCAM
@@ -57,27 +57,27 @@ def _layer_seed(seed: int, index: int) -> int:
 
 
 def cascading_randomization(model: nn.Module, seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
-    """Copies of ``model`` with more and more layers re-initialised, from the output down.
+    """Copies of ``model`` with more and more layers re-initialized, from the output down.
 
     Step ``k`` yields ``(name, copy)`` where ``copy`` is a deep copy of the
-    model whose ``k + 1`` parametrised layers nearest the output (see
+    model whose ``k + 1`` parametrized layers nearest the output (see
     :func:`randomizable_layers`), up to and including ``name``, were reset with
-    their own ``reset_parameters()``, as in the cascading randomisation of
-    Adebayo et al. (2018). The last step randomises every such layer.
+    their own ``reset_parameters()``, as in the cascading randomization of
+    Adebayo et al. (2018). The last step randomizes every such layer.
 
     Parameters
     ----------
     model
         The trained model; it is never modified (each step is a new copy).
     seed
-        Seeds the re-initialisation of each layer (a seed derived from ``seed``
+        Seeds the re-initialization of each layer (a seed derived from ``seed``
         and the layer's position): the same seed gives the same copies. The
         global torch random state is left as it was.
 
     Yields
     ------
     tuple of (str, torch.nn.Module)
-        The layer randomised last and the randomised copy (in the same
+        The layer randomized last and the randomized copy (in the same
         training/eval mode as ``model``).
     """
     if not isinstance(model, nn.Module):

@@ -61,7 +61,7 @@ def decode_image(source: bytes | str | Path) -> np.ndarray:
             return _to_rgb(picture)
     except UnidentifiedImageError:
         raise ValueError(
-            "not a JPEG, PNG, BMP, TIFF or WebP image (or one too broken to recognise)"
+            "not a JPEG, PNG, BMP, TIFF or WebP image (or one too broken to recognize)"
         ) from None
 
 
@@ -94,7 +94,7 @@ class Fitted:
     ----------
     pixels
         ``(h, w, 3)`` uint8: the original resized so that it covers
-        ``(h, w) * 256 / 224`` and cropped at the centre to ``(h, w)``.
+        ``(h, w) * 256 / 224`` and cropped at the center to ``(h, w)``.
     box
         ``(left, top, right, bottom)`` of the crop in the original's pixel
         coordinates (floats).
@@ -105,7 +105,7 @@ class Fitted:
 
 
 def fit_to_size(image: np.ndarray, size: tuple[int, int]) -> Fitted:
-    """Resize (bilinear, Pillow's antialiasing) and centre-crop, as ImageNet evaluation does.
+    """Resize (bilinear, Pillow's antialiasing) and center-crop, as ImageNet evaluation does.
 
     For a square ``size`` this is the usual ``Resize(size * 256 / 224)`` then
     ``CenterCrop(size)`` (:func:`groupcam_core.samples.center_crop`); for
@@ -169,8 +169,8 @@ def overlay_on_original(
 
     The map is resized (bilinear) onto the part of the original the model saw
     (``box``; ``None`` for the whole image) and blended there with the jet
-    colour map as :func:`groupcam_core.visualization.overlay` does; what the
-    model did not see (outside a centre crop) is shown darkened.
+    color map as :func:`groupcam_core.visualization.overlay` does; what the
+    model did not see (outside a center crop) is shown darkened.
 
     Returns
     -------

@@ -47,7 +47,7 @@ _FRAMEWORK_MODULES = (("keras", "keras"), ("torch", "torch"), ("jax", "flax"))
 
 
 class ModelLoadError(UsageError):
-    """The model could not be loaded or recognised; nothing was explained."""
+    """The model could not be loaded or recognized; nothing was explained."""
 
 
 def adapter(framework: str) -> ModuleType:

@@ -36,7 +36,7 @@ def grad_cam(explainer: Any, x: Any, targets: TargetSpec = None) -> np.ndarray:
     (the logit, or the probability for models that output probabilities) with
     respect to the target layer's channel ``k``; the map is
     ``ReLU(sum_k alpha_k A_k)`` at feature resolution, upsampled bilinearly to
-    the input size (half-pixel centres) and min-max normalized. One gradient
+    the input size (half-pixel centers) and min-max normalized. One gradient
     pass per image.
 
     Parameters

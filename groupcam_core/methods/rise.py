@@ -26,7 +26,7 @@ __all__ = ["rise", "rise_masks", "run_rise"]
 
 @lru_cache(maxsize=64)
 def _bilinear_reflect_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """``(out_size, in_size)`` bilinear resampling, half-pixel centres, mirror border.
+    """``(out_size, in_size)`` bilinear resampling, half-pixel centers, mirror border.
 
     What ``skimage.transform.resize(order=1, mode="reflect", anti_aliasing=False)``
     computes along one axis: positions outside the samples mirror without
@@ -221,7 +221,7 @@ def rise(
 
     As the reference code (eclique/RISE): each of N masks is a ``cell x cell``
     binary grid whose cells are kept with probability ``keep``, upsampled
-    bilinearly (half-pixel centres, mirrored border, as scikit-image's
+    bilinearly (half-pixel centers, mirrored border, as scikit-image's
     ``resize(order=1, mode="reflect")``) to ``(cell + 1) * ceil(H / cell)`` by
     ``(cell + 1) * ceil(W / cell)`` and cropped to ``H x W`` at a random shift of
     less than one cell. The saliency of image ``b`` is
@@ -230,7 +230,7 @@ def rise(
     for models that output probabilities). The same masks serve every image.
 
     Unlike the reference, which returns the expectation itself, the map is then
-    min-max normalised to [0, 1] so that it compares with the other methods'
+    min-max normalized to [0, 1] so that it compares with the other methods'
     maps; the ``1 / (N * keep)`` factor does not change that result.
 
     Parameters

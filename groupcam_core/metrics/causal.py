@@ -59,7 +59,7 @@ class CausalCurves:
 
 
 def curve_auc(curves: Any) -> np.ndarray:
-    """Normalised trapezoidal area under curves sampled at ``n + 1`` equally spaced steps.
+    """Normalized trapezoidal area under curves sampled at ``n + 1`` equally spaced steps.
 
     ``(sum(curve) - (curve[0] + curve[-1]) / 2) / n`` along the last axis: the
     x axis runs from 0 to 1 in steps of ``1 / n`` (RISE's ``auc``).
@@ -156,7 +156,7 @@ def deletion(
     in order of decreasing saliency (a stable sort, ties in row-major pixel
     order), ``step`` pixels per step over ``n = ceil(H * W / step)`` steps.
     Each step sets the taken pixels, in all channels, to 0 in the model's input
-    space (the normalised input, as RISE did). Lower AUC is better.
+    space (the normalized input, as RISE did). Lower AUC is better.
 
     Parameters
     ----------

@@ -91,7 +91,7 @@ def average_drop_and_increase(
         if maps.min() < 0 or maps.max() > 1:
             raise InputError(
                 f"saliency maps must lie in [0, 1] to mask images, got values from "
-                f"{maps.min():g} to {maps.max():g}; min-max normalise them first"
+                f"{maps.min():g} to {maps.max():g}; min-max normalize them first"
             )
         resolved, original = clean_pass(backend, images, targets, chunk)
         weights = maps[:, None].astype(images.dtype)

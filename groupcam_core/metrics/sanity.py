@@ -19,13 +19,13 @@ __all__ = ["RandomizationCorrelations", "rank_correlations", "sanity_check"]
 
 @dataclass(frozen=True)
 class RandomizationCorrelations:
-    """Rank correlations between original maps and maps of randomised models.
+    """Rank correlations between original maps and maps of randomized models.
 
     Attributes
     ----------
     names
-        One name per randomisation step (for cascading randomisation, the layer
-        randomised last).
+        One name per randomization step (for cascading randomization, the layer
+        randomized last).
     correlations
         ``(steps, B)`` float64: Spearman rank correlation of each image's map
         with its original map, over the flattened pixels; 0 where either map is
@@ -55,14 +55,14 @@ def _spearman() -> Callable[..., Any]:
 def rank_correlations(
     original: Any, randomized: Iterable[tuple[str, Any]]
 ) -> RandomizationCorrelations:
-    """Spearman rank correlation of each image's map with the maps of randomised models.
+    """Spearman rank correlation of each image's map with the maps of randomized models.
 
     Parameters
     ----------
     original
         ``(B, H, W)`` maps of the trained model.
     randomized
-        ``(name, maps)`` pairs, one per randomisation step, each ``maps`` of the
+        ``(name, maps)`` pairs, one per randomization step, each ``maps`` of the
         same shape as ``original``.
 
     Returns
@@ -74,7 +74,7 @@ def rank_correlations(
     Notes
     -----
     Needs scipy (``scipy.stats.spearmanr``). Adebayo et al. (2018) expect the
-    correlation to fall as more layers are randomised; maps that stay similar
+    correlation to fall as more layers are randomized; maps that stay similar
     do not depend on what the model learnt.
     """
     spearmanr = _spearman()
@@ -87,7 +87,7 @@ def rank_correlations(
     names: list[str] = []
     rows: list[np.ndarray] = []
     for name, maps in randomized:
-        other = check_maps(maps, reference.shape, f"randomised ({name})")
+        other = check_maps(maps, reference.shape, f"randomized ({name})")
         flat = other.reshape(other.shape[0], -1)
         row = np.zeros(reference.shape[0], dtype=np.float64)
         for b in range(reference.shape[0]):
@@ -122,7 +122,7 @@ def sanity_check(
     x: Any,
     targets: TargetSpec = None,
 ) -> RandomizationCorrelations:
-    """Model-randomisation sanity check (Adebayo et al. 2018) for any saliency method.
+    """Model-randomization sanity check (Adebayo et al. 2018) for any saliency method.
 
     Explains ``x`` with the trained model, then with each randomized model, and
     compares the maps by rank correlation (:func:`rank_correlations`). The

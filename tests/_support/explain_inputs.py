@@ -24,13 +24,13 @@ BROKEN = ("broken.jpg", "truncated.jpg", "empty.png")
 
 
 def blob_picture(seed: int, height: int = 40, width: int = 52) -> np.ndarray:
-    """``(height, width, 3)`` uint8: grey noise with one coloured blob (the blob net's task)."""
+    """``(height, width, 3)`` uint8: grey noise with one colored blob (the blob net's task)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     cy, cx = rng.uniform(10, height - 10), rng.uniform(10, width - 10)
     blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
-    colour = np.eye(3)[seed % 3]
-    picture = 110 + rng.normal(scale=20, size=(height, width, 3)) + 140 * blob[..., None] * colour
+    color = np.eye(3)[seed % 3]
+    picture = 110 + rng.normal(scale=20, size=(height, width, 3)) + 140 * blob[..., None] * color
     return np.clip(picture, 0, 255).astype(np.uint8)
 
 

@@ -26,7 +26,7 @@ def torch_model() -> Any:
 @lru_cache(maxsize=1)
 def torch_reference() -> tuple[np.ndarray, np.ndarray]:
     """``(images, logits)``: the sample photos as ``(4, 224, 224, 3)`` float32,
-    normalised as ``groupcam_torch.pretrained.photos_to_batch`` does, and the
+    normalized as ``groupcam_torch.pretrained.photos_to_batch`` does, and the
     torch model's ``(4, 1000)`` logits for them.
     """
     import torch

@@ -10,25 +10,25 @@ as the slowest, most literal loop, to test faster implementations against:
 2. For every channel ``k`` of that output, in order:
 
    a. upsample ``A_k`` to the input size, bilinear, ``align_corners=False``
-      (half-pixel centres), no antialiasing;
+      (half-pixel centers), no antialiasing;
    b. skip the channel (no forward pass, no weight) when the *upsampled* map is
       constant (its max equals its min);
-   c. min-max normalise the upsampled map to [0, 1]: the mask ``M_k``;
-   d. run the model on ``x * M_k`` (the mask broadcast over the colour channels;
+   c. min-max normalize the upsampled map to [0, 1]: the mask ``M_k``;
+   d. run the model on ``x * M_k`` (the mask broadcast over the color channels;
       no baseline image, no blur) and take the softmax over classes of the
       output: ``s_k`` = probability of the target class (no baseline score is
       subtracted and there is no softmax across channels);
    e. add ``s_k * upsample(A_k)`` to the map: the *raw* upsampled activation is
       weighted, not the mask.
 
-3. ReLU, then min-max normalise the whole map to [0, 1].
+3. ReLU, then min-max normalize the whole map to [0, 1].
 
 Two deliberate differences from the authors' script, neither of which changes a
 non-degenerate map: everything is computed in the model's dtype (their map
 accumulates in a float32 buffer), and a constant final map is returned as zeros
 (their script returns ``None``).
 
-Two options switch off behaviours of the authors' code that groupcam does not
+Two options switch off behaviors of the authors' code that groupcam does not
 copy, so that tests can show each one is the whole cause of a difference:
 
 ``clone_activations``

@@ -94,21 +94,21 @@ class SoftmaxHead(TupleOutput):
 
 
 def blob_images(count: int, seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Noise images with one bright blob at a random place; the label is its colour.
+    """Noise images with one bright blob at a random place; the label is its color.
 
-    Classes 0-2 brighten one colour channel, class 3 all three. Returns the
-    images, the labels and the blob centres (row, column).
+    Classes 0-2 brighten one color channel, class 3 all three. Returns the
+    images, the labels and the blob centers (row, column).
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
     images = rng.normal(scale=0.4, size=(count, 3, size, size)).astype(np.float32)
     labels = rng.integers(0, 4, size=count)
-    centres = rng.uniform(6, size - 6, size=(count, 2))
+    centers = rng.uniform(6, size - 6, size=(count, 2))
     for i, label in enumerate(labels):
-        blob = np.exp(-((yy - centres[i, 0]) ** 2 + (xx - centres[i, 1]) ** 2) / 8.0)
-        colour = np.ones(3) if label == 3 else np.eye(3)[label]
-        images[i] += (2.0 * colour[:, None, None] * blob[None]).astype(np.float32)
-    return images, labels, centres
+        blob = np.exp(-((yy - centers[i, 0]) ** 2 + (xx - centers[i, 1]) ** 2) / 8.0)
+        color = np.ones(3) if label == 3 else np.eye(3)[label]
+        images[i] += (2.0 * color[:, None, None] * blob[None]).astype(np.float32)
+    return images, labels, centers
 
 
 #: The trained blob net's weights, shipped so that no test session trains it again.
@@ -133,18 +133,18 @@ def blob_net_architecture() -> nn.Sequential:
 
 
 def train_blob_net(steps: int = 150) -> nn.Module:
-    """Train the blob net for a few seconds to tell the colour of the blob (seeded)."""
+    """Train the blob net for a few seconds to tell the color of the blob (seeded)."""
     model = blob_net_architecture()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for step in range(steps):
         images, labels, _ = blob_images(64, seed=1000 + step)
         loss = nn.functional.cross_entropy(
             model(torch.from_numpy(images)), torch.from_numpy(labels)
         )
-        optimiser.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
-        optimiser.step()
+        optimizer.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
 

@@ -309,5 +309,5 @@ def _jax_way(name: str, blob_net: Any) -> Way:
     else:
         raise ValueError(f"unknown way {name!r}")
 
-    del jnp  # imported for its side effect of initialising jax.numpy early
+    del jnp  # imported for its side effect of initializing jax.numpy early
     return Way(name, "channels_last", make, model, snapshot, same)

@@ -29,5 +29,5 @@ def blob_net():
 
 @pytest.fixture(scope="session")
 def photos() -> np.ndarray:
-    """The four sample photos with one coloured blob each, ``(4, 64, 64, 3)`` float32."""
+    """The four sample photos with one colored blob each, ``(4, 64, 64, 3)`` float32."""
     return photos_with_blobs()

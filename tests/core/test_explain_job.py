@@ -145,7 +145,7 @@ def test_overlay_covers_the_original_and_darkens_what_the_model_did_not_see() ->
     box = fit_to_size(image, (32, 32)).box
     shown = overlay_on_original(image, np.ones((32, 32), np.float32), box)
     assert shown.shape == (100, 200, 3)
-    assert np.all(shown[:, :10] == 90)  # 200 * 0.45, outside the centre crop
+    assert np.all(shown[:, :10] == 90)  # 200 * 0.45, outside the center crop
     assert shown[50, 100, 0] > 150  # the map's red at its maximum, inside
 
 

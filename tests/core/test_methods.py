@@ -43,7 +43,7 @@ def _images(batch: int, seed: int = 1, size: int = 32, layout: str = "channels_f
     return x if layout == "channels_first" else x.transpose(0, 2, 3, 1)
 
 
-def _normalise(cam: np.ndarray) -> np.ndarray:
+def _normalize(cam: np.ndarray) -> np.ndarray:
     low, high = cam.min(), cam.max()
     return np.zeros_like(cam) if high <= low else (cam - low) / (high - low)
 
@@ -61,7 +61,7 @@ def _oracle_grad_cam(backend: FakeNumpyBackend, x_cf: np.ndarray, targets) -> np
         for k in range(activations.shape[1]):
             cam += gradient[0, k].mean() * activations[0, k]
         cam = np.maximum(cam, 0.0)
-        maps.append(_normalise(upsample_bilinear(cam, *x_cf.shape[2:])))
+        maps.append(_normalize(upsample_bilinear(cam, *x_cf.shape[2:])))
     return np.stack(maps)
 
 
@@ -83,7 +83,7 @@ def _oracle_score_cam(
             score = softmax(backend.predict_one(x_cf[b] * mask[None]))[target]
             cam += score * upsampled
             used += 1
-        maps.append(_normalise(np.maximum(cam, 0.0)))
+        maps.append(_normalize(np.maximum(cam, 0.0)))
         passes.append(used + 1)
     return np.stack(maps), passes
 
@@ -245,7 +245,7 @@ def test_rise_matches_the_loop_oracle_on_its_masks(targets) -> None:
         saliency = np.zeros((32, 32))
         for mask in masks:
             saliency += softmax(backend.predict_one(x[b] * mask[None]))[target] * mask
-        np.testing.assert_allclose(maps[b], _normalise(saliency / (40 * 0.3)), atol=1e-5)
+        np.testing.assert_allclose(maps[b], _normalize(saliency / (40 * 0.3)), atol=1e-5)
 
 
 def test_rise_finds_the_square_the_model_looks_at() -> None:

@@ -521,7 +521,7 @@ def test_rank_correlations_errors_and_empty_steps() -> None:
     original = np.ones((2, 4, 4))
     empty = rank_correlations(original, [])
     assert empty.correlations.shape == (0, 2)
-    with pytest.raises(InputError, match=r"randomised \(a\) maps must have shape"):
+    with pytest.raises(InputError, match=r"randomized \(a\) maps must have shape"):
         rank_correlations(original, [("a", np.ones((2, 4, 5)))])
     with pytest.raises(InputError, match="original maps"):
         rank_correlations(np.ones((4, 4)), [])
@@ -533,7 +533,7 @@ def test_rank_correlations_explain_a_missing_scipy(monkeypatch) -> None:
         rank_correlations(np.ones((1, 4, 4)), [])
 
 
-def test_sanity_check_explains_randomised_models_for_the_original_targets() -> None:
+def test_sanity_check_explains_randomized_models_for_the_original_targets() -> None:
     x = _batch(4, seed=7)
     made: list[FakeExplainer] = []
 
@@ -556,7 +556,7 @@ def test_sanity_check_explains_randomised_models_for_the_original_targets() -> N
     np.testing.assert_array_equal(result.correlations, expected.correlations)
     np.testing.assert_allclose(result.correlations[0], 1.0)
     assert result.mean[1] < 0.99
-    # The randomised models were asked for the trained model's classes.
+    # The randomized models were asked for the trained model's classes.
     assert made[0].targets_seen == [None]
     for explainer in made[1:]:
         np.testing.assert_array_equal(explainer.targets_seen[0], reference.targets)
@@ -581,7 +581,7 @@ def test_sanity_check_accepts_plain_callables() -> None:
 
 
 def test_sanity_check_with_a_plain_callable_needs_targets() -> None:
-    # Without targets each randomised model would explain its own top class, and
+    # Without targets each randomized model would explain its own top class, and
     # the correlations would compare explanations of different classes.
     x = _batch(2)
     calls = []

@@ -41,7 +41,7 @@ def test_blur_reflects_beyond_one_width() -> None:
     np.testing.assert_allclose(ops.gaussian_blur_matrix(1, 51, 50.0), [[1.0]], atol=1e-15)
 
 
-def test_gaussian_kernel_is_normalised_and_symmetric() -> None:
+def test_gaussian_kernel_is_normalized_and_symmetric() -> None:
     kernel = ops.gaussian_kernel(51, 50.0)
     assert kernel.shape == (51,)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-15)
@@ -70,14 +70,14 @@ def test_group_matrix_follows_array_split(groups: int, channels: int) -> None:
         np.testing.assert_array_equal(np.flatnonzero(row), members)
 
 
-def test_min_max_normalise_flags_constant_and_nan_maps() -> None:
+def test_min_max_normalize_flags_constant_and_nan_maps() -> None:
     with_inf = np.zeros((2, 3))
     with_inf[0, 0] = np.inf
     maps = np.stack(
         [np.arange(6.0).reshape(2, 3), np.full((2, 3), 4.0), np.full((2, 3), np.nan), with_inf]
     )
-    normalised, constant = ops.min_max_normalize(maps, xp)
+    normalized, constant = ops.min_max_normalize(maps, xp)
     np.testing.assert_array_equal(constant, [False, True, True, True])
-    assert np.isfinite(normalised).all()
-    np.testing.assert_allclose(normalised[0], np.arange(6.0).reshape(2, 3) / 5)
-    assert (normalised[1:] == 0).all()
+    assert np.isfinite(normalized).all()
+    np.testing.assert_allclose(normalized[0], np.arange(6.0).reshape(2, 3) / 5)
+    assert (normalized[1:] == 0).all()

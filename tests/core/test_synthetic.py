@@ -1,4 +1,4 @@
-"""The synthetic localisation scenes (numpy only)."""
+"""The synthetic localization scenes (numpy only)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def test_shapes_dtypes_and_range(scenes: SyntheticScenes) -> None:
     assert scenes.labels.dtype == np.int64
     assert scenes.masks.shape == (300, 64, 64)
     assert scenes.masks.dtype == np.bool_
-    assert scenes.colours.shape == (300, 3)
-    assert scenes.centres.shape == (300, 2)
+    assert scenes.colors.shape == (300, 3)
+    assert scenes.centers.shape == (300, 2)
     assert scenes.radii.shape == (300,)
     assert scenes.class_names == SYNTHETIC_CLASSES
     assert len(SYNTHETIC_CLASSES) >= 4
@@ -52,7 +52,7 @@ def test_other_sizes() -> None:
 
 def test_deterministic_and_independent_of_count() -> None:
     first, again = make_scenes(20, seed=3), make_scenes(20, seed=3)
-    for name in ("images", "labels", "masks", "colours", "centres", "radii"):
+    for name in ("images", "labels", "masks", "colors", "centers", "radii"):
         np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
     prefix = make_scenes(7, seed=3)
     np.testing.assert_array_equal(prefix.images, first.images[:7])
@@ -68,17 +68,17 @@ def test_object_is_where_the_mask_is(scenes: SyntheticScenes) -> None:
     change = np.abs(scenes.images - backgrounds).max(axis=-1)
     # Off the mask only the pixel noise changes the background...
     assert change[~scenes.masks].max() < 6 * NOISE
-    # ...on the mask the object replaces it, with a clearly different colour.
+    # ...on the mask the object replaces it, with a clearly different color.
     assert (change[scenes.masks] > 0.1).mean() > 0.99
     for i in range(len(scenes)):
         assert change[i][scenes.masks[i]].mean() > 0.2
-    # The object is flat-coloured (up to the noise) in its recorded colour.
-    off_colour = np.abs(scenes.images - scenes.colours[:, None, None, :]).max(axis=-1)
-    assert off_colour[scenes.masks].max() < 6 * NOISE
+    # The object is flat-colored (up to the noise) in its recorded color.
+    off_color = np.abs(scenes.images - scenes.colors[:, None, None, :]).max(axis=-1)
+    assert off_color[scenes.masks].max() < 6 * NOISE
     # Contrast with the mean background under the object, as documented.
     for i in range(len(scenes)):
         under = backgrounds[i][scenes.masks[i]].mean(axis=0)
-        assert np.linalg.norm(scenes.colours[i] - under) >= 0.35 - 1e-6
+        assert np.linalg.norm(scenes.colors[i] - under) >= 0.35 - 1e-6
 
 
 def test_masks_match_the_geometry(scenes: SyntheticScenes) -> None:
@@ -92,7 +92,7 @@ def test_masks_match_the_geometry(scenes: SyntheticScenes) -> None:
     centroid = np.stack(
         [(rows * masks).sum(axis=(1, 2)) / area, (cols * masks).sum(axis=(1, 2)) / area], 1
     )
-    np.testing.assert_allclose(centroid, scenes.centres, atol=0.6)  # all shapes are symmetric
+    np.testing.assert_allclose(centroid, scenes.centers, atol=0.6)  # all shapes are symmetric
     assert (scenes.radii >= 0.1 * 64).all()
     assert (scenes.radii <= 0.2 * 64).all()
     # Area over pi r^2 tells the shapes apart: each class has its own, as designed.
@@ -106,20 +106,20 @@ def test_masks_match_the_geometry(scenes: SyntheticScenes) -> None:
     ratio = area / (np.pi * scenes.radii**2)
     for label, name in enumerate(scenes.class_names):
         np.testing.assert_allclose(ratio[scenes.labels == label], expected[name], atol=0.06)
-    # Rings have a hole at the centre, the filled shapes do not.
-    centre_pixel = masks[(np.arange(300), *np.round(scenes.centres).astype(int).T)]
+    # Rings have a hole at the center, the filled shapes do not.
+    center_pixel = masks[(np.arange(300), *np.round(scenes.centers).astype(int).T)]
     is_ring = scenes.labels == SYNTHETIC_CLASSES.index("ring")
-    assert not centre_pixel[is_ring].any()
-    assert centre_pixel[~is_ring].all()
+    assert not center_pixel[is_ring].any()
+    assert center_pixel[~is_ring].all()
 
 
-def test_class_balance_and_colour_independent_of_class() -> None:
+def test_class_balance_and_color_independent_of_class() -> None:
     many = make_scenes(1000, seed=11)
     counts = np.bincount(many.labels, minlength=len(SYNTHETIC_CLASSES))
     assert counts.min() > 150
     assert counts.max() < 250
-    # The colour does not give the class away: per-class mean colours agree.
-    means = np.stack([many.colours[many.labels == k].mean(axis=0) for k in range(5)])
+    # The color does not give the class away: per-class mean colors agree.
+    means = np.stack([many.colors[many.labels == k].mean(axis=0) for k in range(5)])
     assert np.ptp(means, axis=0).max() < 0.1
 
 
@@ -127,8 +127,8 @@ def test_class_subset() -> None:
     some = make_scenes(40, seed=2, class_names=("ring", "disk"))
     assert some.class_names == ("ring", "disk")
     assert set(np.unique(some.labels)) == {0, 1}
-    centre_pixel = some.masks[(np.arange(40), *np.round(some.centres).astype(int).T)]
-    np.testing.assert_array_equal(centre_pixel, some.labels == 1)
+    center_pixel = some.masks[(np.arange(40), *np.round(some.centers).astype(int).T)]
+    np.testing.assert_array_equal(center_pixel, some.labels == 1)
 
 
 @pytest.mark.parametrize(

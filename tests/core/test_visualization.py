@@ -26,7 +26,7 @@ def test_overlay_rejects_mismatched_shapes() -> None:
         overlay(np.zeros((8, 8, 3)), np.zeros((4, 4)))
 
 
-def test_normalised_float_images_are_stretched_for_display() -> None:
+def test_normalized_float_images_are_stretched_for_display() -> None:
     image = np.linspace(-2, 2, 4 * 4 * 3).reshape(4, 4, 3)
     shown = overlay(image, np.zeros((4, 4)), alpha=0.0)
     assert shown.min() == 0

@@ -1,7 +1,7 @@
 """The k-means channel grouping (groupcam_core.grouping) in numpy, torch and jax.numpy.
 
 Checked against scikit-learn's KMeans (what the reference Group-CAM code calls)
-given the same initial centres, on synthetic patterns and on EfficientNet-Lite0's
+given the same initial centers, on synthetic patterns and on EfficientNet-Lite0's
 gradient-weighted head activations.
 """
 
@@ -22,7 +22,7 @@ from groupcam_core.grouping import (
     kmeans_grouping,
     kmeans_plus_plus,
     lloyd,
-    take_centres,
+    take_centers,
 )
 
 
@@ -44,11 +44,11 @@ NAMESPACES = {
 def planted(
     seed: int, batch: int, channels: int, groups: int, features: int, noise: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Patterns around ``groups`` random centres per image, and the planted labels."""
+    """Patterns around ``groups`` random centers per image, and the planted labels."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=10.0, size=(batch, groups, features))
+    centers = rng.normal(scale=10.0, size=(batch, groups, features))
     labels = np.stack([rng.permutation(np.arange(channels) % groups) for _ in range(batch)])
-    points = np.take_along_axis(centres, labels[:, :, None], axis=1)
+    points = np.take_along_axis(centers, labels[:, :, None], axis=1)
     points = points + rng.normal(scale=noise, size=points.shape)
     return points, labels
 
@@ -130,18 +130,18 @@ def test_deterministic_and_batch_invariant() -> None:
     np.testing.assert_array_equal(reversed_batch[::-1], first)
 
 
-# (d) the same assignments as scikit-learn's KMeans from the same initial centres.
+# (d) the same assignments as scikit-learn's KMeans from the same initial centers.
 @pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
 def test_matches_sklearn_kmeans(algorithm: str) -> None:
     data = np.random.default_rng(6).normal(size=(3, 400, 49))
     chosen = kmeans_plus_plus(data, 32, xnp, seed=0)
-    centres = take_centres(data, chosen, xnp)
-    labels, final, converged = lloyd(data, centres, xnp, iterations=60)
+    centers = take_centers(data, chosen, xnp)
+    labels, final, converged = lloyd(data, centers, xnp, iterations=60)
     assert converged.all()
     grouping = kmeans_grouping(data, 32, xnp, seed=0, iterations=60)
     for b in range(data.shape[0]):
         reference = cluster.KMeans(
-            n_clusters=32, init=centres[b], n_init=1, max_iter=300, tol=0.0, algorithm=algorithm
+            n_clusters=32, init=centers[b], n_init=1, max_iter=300, tol=0.0, algorithm=algorithm
         ).fit(data[b])
         np.testing.assert_array_equal(labels[b], reference.labels_)
         np.testing.assert_allclose(final[b], reference.cluster_centers_, rtol=0, atol=1e-10)
@@ -149,15 +149,15 @@ def test_matches_sklearn_kmeans(algorithm: str) -> None:
 
 
 def test_matches_sklearn_when_a_cluster_empties() -> None:
-    """A centre far from every point loses all of them; both relocate it to the farthest point."""
+    """A center far from every point loses all of them; both relocate it to the farthest point."""
     data = np.random.default_rng(8).normal(size=(2, 150, 10))
-    centres = take_centres(data, kmeans_plus_plus(data, 6, xnp, seed=1), xnp).copy()
-    centres[:, 2, :] = 1e3  # nobody's nearest centre
-    labels, _, converged = lloyd(data, centres, xnp, iterations=60)
+    centers = take_centers(data, kmeans_plus_plus(data, 6, xnp, seed=1), xnp).copy()
+    centers[:, 2, :] = 1e3  # nobody's nearest center
+    labels, _, converged = lloyd(data, centers, xnp, iterations=60)
     assert converged.all()
     for b in range(2):
         reference = cluster.KMeans(
-            n_clusters=6, init=centres[b], n_init=1, max_iter=300, tol=0.0, algorithm="lloyd"
+            n_clusters=6, init=centers[b], n_init=1, max_iter=300, tol=0.0, algorithm="lloyd"
         ).fit(data[b])
         np.testing.assert_array_equal(labels[b], reference.labels_)
         assert np.bincount(labels[b], minlength=6).min() > 0
@@ -250,12 +250,12 @@ def _lite0_weighted() -> np.ndarray:
 def test_real_activations_match_sklearn_and_torch() -> None:
     data = _lite0_weighted()
     assert (np.abs(data).max(axis=-1) == 0).sum() > 100  # many dead channels: duplicates
-    centres = take_centres(data, kmeans_plus_plus(data, 32, xnp, seed=0), xnp)
-    labels, _, converged = lloyd(data, centres, xnp, iterations=100)
+    centers = take_centers(data, kmeans_plus_plus(data, 32, xnp, seed=0), xnp)
+    labels, _, converged = lloyd(data, centers, xnp, iterations=100)
     assert converged.all()
     for b in range(data.shape[0]):
         reference = cluster.KMeans(
-            n_clusters=32, init=centres[b], n_init=1, max_iter=300, tol=0.0, algorithm="lloyd"
+            n_clusters=32, init=centers[b], n_init=1, max_iter=300, tol=0.0, algorithm="lloyd"
         ).fit(data[b])
         np.testing.assert_array_equal(labels[b], reference.labels_)
     grouping = kmeans_grouping(data, 32, xnp, seed=0)

@@ -23,7 +23,7 @@ from groupcam_keras.zoo import efficientnet_lite0
 TOLERANCE = {"tensorflow": 1.5e-5, "jax": 2e-5, "torch": 1.5e-5}
 
 
-#: Keras on JAX compiles every random initialiser and every GroupCAM pass shape:
+#: Keras on JAX compiles every random initializer and every GroupCAM pass shape:
 #: those tests take 20 s there, 1 to 4 s on the other backends.
 def slow_on_jax(test: Callable[..., None]) -> Callable[..., None]:
     return pytest.mark.slow(test) if keras.backend.backend() == "jax" else test

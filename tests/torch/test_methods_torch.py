@@ -18,13 +18,13 @@ IMAGES = 6
 
 @pytest.fixture(scope="module")
 def blobs() -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    images, labels, centres = blob_images(IMAGES, seed=321)
-    return torch.from_numpy(images), labels, centres
+    images, labels, centers = blob_images(IMAGES, seed=321)
+    return torch.from_numpy(images), labels, centers
 
 
-def _peak_distances(maps: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def _peak_distances(maps: np.ndarray, centers: np.ndarray) -> np.ndarray:
     peaks = np.array([np.unravel_index(np.argmax(m), m.shape) for m in maps], dtype=float)
-    return np.linalg.norm(peaks - centres, axis=1)
+    return np.linalg.norm(peaks - centers, axis=1)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -32,7 +32,7 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_the_model_sees_the_blobs(blob_net, blobs) -> None:
-    """The premise of the localisation tests: the net tells the blob colours apart."""
+    """The premise of the localization tests: the net tells the blob colors apart."""
     images, labels, _ = blobs
     with torch.no_grad():
         predicted = blob_net(images).argmax(dim=1).numpy()
@@ -41,23 +41,23 @@ def test_the_model_sees_the_blobs(blob_net, blobs) -> None:
 
 @pytest.mark.parametrize("method", ["grad-cam", "score-cam"])
 def test_cam_maps_peak_near_the_blob(blob_net, blobs, method: str) -> None:
-    images, labels, centres = blobs
+    images, labels, centers = blobs
     result = run_method(method, GroupCAM(blob_net), images, targets=labels)
     assert result.saliency.shape == (IMAGES, 32, 32)
     assert result.saliency.dtype == np.float32
-    distances = _peak_distances(result.saliency, centres)
+    distances = _peak_distances(result.saliency, centers)
     # The blob's Gaussian has a radius of about 2 pixels; the feature map has a
     # stride of 4. Peaks at random would mostly miss by more than 10 pixels.
     assert (distances <= 5.0).sum() >= IMAGES - 1, distances
 
 
 def test_rise_maps_peak_near_the_blob_where_the_blob_decides(blob_net, blobs) -> None:
-    images, labels, centres = blobs
+    images, labels, centers = blobs
     with torch.no_grad():
         blobless = int(blob_net(torch.zeros(1, 3, 32, 32)).argmax())
     # The net calls an image without a blob `blobless`: for those images hiding
     # the blob barely changes the probability and RISE's map is mostly the
-    # uneven coverage of its masks. Localisation is a known answer only where
+    # uneven coverage of its masks. Localization is a known answer only where
     # the blob decides the class.
     decided = np.flatnonzero(labels != blobless)
     assert len(decided) >= 2
@@ -66,10 +66,10 @@ def test_rise_maps_peak_near_the_blob_where_the_blob_decides(blob_net, blobs) ->
         "rise", GroupCAM(blob_net), chosen, targets=labels[decided], masks=500, batch_size=250
     )
     assert result.forward_passes.tolist() == [501] * len(decided)
-    distances = _peak_distances(result.saliency, centres[decided])
+    distances = _peak_distances(result.saliency, centers[decided])
     assert (distances <= 5.0).all(), distances
     yy, xx = np.mgrid[0:32, 0:32]
-    for saliency, (row, col) in zip(result.saliency, centres[decided], strict=True):
+    for saliency, (row, col) in zip(result.saliency, centers[decided], strict=True):
         near = (yy - row) ** 2 + (xx - col) ** 2 <= 9
         assert saliency[near].mean() > saliency[~near].mean() + 0.4
 

@@ -1,4 +1,4 @@
-"""Metrics through groupcam_torch, and cascading randomisation of torch models."""
+"""Metrics through groupcam_torch, and cascading randomization of torch models."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_average_drop_through_groupcam_matches_the_loop(blob_net) -> None:
         assert result.drops[b] == pytest.approx(expected, abs=1e-3)
 
 
-# -- cascading randomisation -----------------------------------------------------------
+# -- cascading randomization -----------------------------------------------------------
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -182,7 +182,7 @@ def test_cascading_randomization_warns_about_layers_it_cannot_reset() -> None:
 def test_sanity_check_with_groupcam_and_cascading_randomization(blob_net) -> None:
     x, _, _ = blob_images(3, seed=24)
     unchanged = sanity_check(_cam, blob_net, [("none", blob_net)], x)
-    np.testing.assert_allclose(unchanged.correlations, 1.0)  # zero layers randomised
+    np.testing.assert_allclose(unchanged.correlations, 1.0)  # zero layers randomized
 
     before = _state(blob_net)
     result = sanity_check(_cam, blob_net, cascading_randomization(blob_net), x)

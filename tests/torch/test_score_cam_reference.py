@@ -10,7 +10,7 @@ Tolerances reached (torch 2.13 on CPU): float64 models, max |difference| 3.0e-8
 max 1.3e-6 over 4 seeds and 3 target choices, asserted at 5e-6.
 
 The last two tests pin down the two places where groupcam knowingly departs from
-the authors' code; each also shows that switching off that one behaviour in the
+the authors' code; each also shows that switching off that one behavior in the
 oracle brings the maps back to 1e-7.
 """
 

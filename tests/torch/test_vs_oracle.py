@@ -71,9 +71,9 @@ def test_explicit_targets_match_oracle() -> None:
 
 
 def test_maps_find_the_object(blob_net) -> None:
-    images, labels, centres = blob_images(40, seed=11)
+    images, labels, centers = blob_images(40, seed=11)
     exp = GroupCAM(blob_net, groups=8).explain(torch.from_numpy(images))
     np.testing.assert_array_equal(exp.targets, labels)
     peaks = np.array([np.unravel_index(m.argmax(), m.shape) for m in exp.saliency])
-    distance = np.hypot(*(peaks - centres).T)
+    distance = np.hypot(*(peaks - centers).T)
     assert (distance < 8).mean() >= 0.9
