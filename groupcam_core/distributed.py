@@ -31,7 +31,7 @@ import numpy as np
 from .jobs.inputs import ImageInput
 from .jobs.models import ModelLoadError
 from .jobs.runner import JobReport, explain_images
-from .jobs.settings import ExplainJob, UsageError
+from .jobs.settings import ExplainJob, SettingsError, UsageError
 from .jobs.worker import RESULT_COLUMNS, JobWorker, Outcome
 
 __all__ = [
@@ -225,11 +225,15 @@ def ray_outcomes(
             yield _outcome(dict(row))
     except Exception as error:  # Ray wraps an actor's failure to start in its own errors
         text = str(error)
-        marker = f"{ModelLoadError.__module__}.{ModelLoadError.__name__}: "
-        if marker not in text:
-            raise
-        message = text.split(marker, 1)[1].splitlines()[0]
-        raise ModelLoadError(f"the Ray workers could not load the model: {message}") from error
+        for kind, what in (
+            (ModelLoadError, "the Ray workers could not load the model"),
+            (SettingsError, "the Ray workers could not explain with these settings"),
+        ):
+            marker = f"{kind.__module__}.{kind.__name__}: "
+            if marker in text:
+                message = text.split(marker, 1)[1].splitlines()[0]
+                raise kind(f"{what}: {message}") from error
+        raise
 
 
 def explain_images_on_ray(

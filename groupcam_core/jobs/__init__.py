@@ -16,7 +16,7 @@ from .inputs import IMAGE_SUFFIXES, ImageInput, find_images
 from .models import LoadedModel, ModelLoadError, load_model
 from .outputs import OutputFolder
 from .runner import JobReport, explain_images, local_outcomes
-from .settings import ExplainJob, ModelSource, UsageError
+from .settings import ExplainJob, ModelSource, SettingsError, UsageError
 from .worker import RESULT_COLUMNS, JobWorker, Outcome
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "LoadedModel",
     "ModelLoadError",
     "ModelSource",
+    "SettingsError",
     "Outcome",
     "OutputFolder",
     "UsageError",

@@ -19,6 +19,7 @@ __all__ = [
     "PREPROCESSING",
     "ExplainJob",
     "ModelSource",
+    "SettingsError",
     "UsageError",
     "parse_size",
     "resolve_target",
@@ -38,6 +39,15 @@ _CALLABLE = re.compile(r"^(?P<module>[^:]+):(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\
 
 class UsageError(GroupCAMError, ValueError):
     """The command or job is wrongly specified; nothing was explained (exit status 2)."""
+
+
+class SettingsError(UsageError):
+    """The model and the job's settings cannot explain any image (exit status 2).
+
+    Raised at the first image when the explainer refuses the settings themselves
+    (more groups than the layer's channels, a layer the model lacks, a class the
+    model does not have): every other image would fail the same way.
+    """
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError, TargetError, TargetLayerError
 from ..explainer import ExplainerBase
 from ..samples import imagenet_class_names
 from .images import decode_image, fit_to_size, normalize, overlay_on_original, png_bytes
 from .inputs import ImageInput
 from .models import LoadedModel, import_callable, load_model
-from .settings import ExplainJob
+from .settings import ExplainJob, SettingsError
 
 __all__ = ["RESULT_COLUMNS", "JobWorker", "Outcome", "map_bytes"]
 
@@ -147,7 +148,13 @@ class JobWorker:
         return self._explainer
 
     def explain(self, image: ImageInput, data: bytes | np.ndarray | None = None) -> Outcome:
-        """Explain one image; any failure becomes an ``error`` row, never an exception.
+        """Explain one image; a failure on it becomes an ``error`` row.
+
+        Raises
+        ------
+        SettingsError
+            If the explainer refuses the job's settings (``ConfigError``,
+            ``TargetLayerError``, ``TargetError``): no image could be explained.
 
         Parameters
         ----------
@@ -160,6 +167,8 @@ class JobWorker:
         start = time.perf_counter()
         try:
             return self._explain(image, data, start)
+        except (ConfigError, TargetLayerError, TargetError) as error:
+            raise SettingsError(f"{error} (at {image.path})") from error
         except Exception as error:  # a broken image or a failure on it: its row says what
             message = f"{type(error).__name__}: {error}".strip().replace("\n", " ")
             return Outcome(error_row(image, message, round(time.perf_counter() - start, 4)))

@@ -20,7 +20,14 @@ import pytest
 from _support.explain_inputs import BROKEN, GOOD, blob_picture, write_image_folder
 
 from groupcam_core.cli import main
-from groupcam_core.jobs import ExplainJob, ModelSource, UsageError, explain_images, find_images
+from groupcam_core.jobs import (
+    ExplainJob,
+    ModelSource,
+    SettingsError,
+    UsageError,
+    explain_images,
+    find_images,
+)
 from groupcam_core.jobs.images import decode_image, fit_to_size, normalize, overlay_on_original
 from groupcam_core.jobs.settings import parse_size, resolve_target
 from groupcam_core.samples import center_crop
@@ -368,6 +375,18 @@ def test_usage_errors_exit_2(folder: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         explain(FAKE, str(folder))  # no --out
     assert exited.value.code == 2
+
+
+def test_settings_no_image_can_run_with_stop_the_job(folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert explain(FAKE, str(folder), "--out", str(out), "--size", "32", "--groups", "64") == 2
+    err = capsys.readouterr().err
+    assert "groups=64 is more than the 10 channels" in err
+    assert "(at " in err  # names the image it was found on
+    assert not list(out.glob("maps/*.npy"))  # stopped at the first image it could decode
+    job = ExplainJob(ModelSource.parse(FAKE), size=(32, 32), groups=64)
+    with pytest.raises(SettingsError, match="groups=64"):
+        explain_images(job, find_images([str(folder)]), tmp_path / "api")
 
 
 def test_api_runs_the_same_job(folder: Path, tmp_path: Path) -> None:

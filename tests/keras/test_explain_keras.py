@@ -93,7 +93,6 @@ def test_keras_input_size_is_the_models(folder: Path, tmp_path: Path) -> None:
     saved = tmp_path / "fixed.keras"
     functional_cnn().save(saved)  # declares (32, 32, 3) inputs
     out = tmp_path / "out"
-    assert (
-        main(["explain", str(saved), str(folder / "grey.png"), "--out", str(out), "--quiet"]) == 0
-    )
+    args = [str(saved), str(folder / "grey.png"), "--out", str(out), "--groups", "4", "--quiet"]
+    assert main(["explain", *args]) == 0
     assert np.load(out / "maps" / "grey.npy").shape == (32, 32)

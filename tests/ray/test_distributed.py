@@ -138,3 +138,12 @@ def test_ray_reports_a_model_that_fails_to_load(runtime, folder: Path, tmp_path:
         explain_dataset(
             ray.data.from_items([{"path": "x"}]), ExplainJob(ModelSource.parse(FAKE)), workers=0
         )
+
+
+def test_ray_stops_at_settings_no_image_can_run_with(runtime, folder: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    args = [FAKE, str(folder / "a"), "--out", str(out), "--ray", "--workers", "1", "--size", "32"]
+    assert main(["explain", *args, "--groups", "64", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "could not explain with these settings" in err
+    assert "groups=64 is more than the 10 channels" in err
