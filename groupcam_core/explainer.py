@@ -244,9 +244,21 @@ class ExplainerBase:
         """The adapter's fast mode for the model's device (``x``: a batch, when it matters)."""
         return FastMode(reason="this adapter has no fast mode: exact passes")
 
-    def _fast_passes(self, backend: Backend, mode: FastMode) -> AbstractContextManager[Any]:
-        """Make ``backend.forward`` run in ``mode`` while the block runs."""
-        return nullcontext()
+    @contextmanager
+    def _fast_passes(self, backend: Backend, mode: FastMode) -> Iterator[None]:
+        """Make ``backend.forward`` run in ``mode`` while the block runs.
+
+        Backends that run fast passes read their ``fast`` attribute; it is set
+        for the block and put back to the exact mode afterwards.
+        """
+        if not hasattr(backend, "fast"):
+            yield
+            return
+        backend.fast = mode
+        try:
+            yield
+        finally:
+            backend.fast = EXACT
 
     @property
     def fast_mode(self) -> FastMode:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Literal
 
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase, pick_last_feature_layer
-from groupcam_core.fast import EXACT, FastMode
+from groupcam_core.fast import FastMode
 from groupcam_core.protocol import Layout
 from groupcam_core.targets import OutputSelector
 from groupcam_core.transforms import FeatureTransform
@@ -279,14 +278,6 @@ class GroupCAM(ExplainerBase):
         if isinstance(self.way_in, FunctionPair):
             return FastMode(reason="plain functions hold their own parameters: exact passes")
         return device_fast_mode()
-
-    @contextmanager
-    def _fast_passes(self, backend: JaxBackend, mode: FastMode) -> Iterator[None]:  # type: ignore[override]
-        backend.fast = mode
-        try:
-            yield
-        finally:
-            backend.fast = EXACT
 
     def __repr__(self) -> str:
         layer = self.target_layer_name or "<last feature layer>"

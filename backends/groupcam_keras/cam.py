@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import keras
@@ -11,7 +9,7 @@ import keras
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError, ConfigError
 from groupcam_core.explainer import ExplainerBase
-from groupcam_core.fast import EXACT, FastMode
+from groupcam_core.fast import FastMode
 from groupcam_core.protocol import Layout
 from groupcam_core.targets import OutputSelector
 from groupcam_core.transforms import FeatureTransform
@@ -147,14 +145,6 @@ class GroupCAM(ExplainerBase):
 
     def _fast_mode(self, x: Any = None) -> FastMode:
         return fast_mode()
-
-    @contextmanager
-    def _fast_passes(self, backend: KerasBackend, mode: FastMode) -> Iterator[None]:  # type: ignore[override]
-        backend.fast = mode
-        try:
-            yield
-        finally:
-            backend.fast = EXACT
 
     def __repr__(self) -> str:
         layer = self.target_layer_name or "<last feature layer>"
