@@ -468,15 +468,12 @@ class Comparison:
 
 def _save_with_palette(figure: Any, path: Path, colors: int) -> None:
     """Write a matplotlib figure as a dithered palette PNG of ``colors`` colors."""
-    from PIL import Image
+    from .visualization import write_palette_png
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     buffer.seek(0)
-    with Image.open(buffer) as picture:
-        rgb = picture.convert("RGB")
-    palette = rgb.quantize(colors, method=Image.Quantize.MEDIANCUT)
-    rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+    write_palette_png(buffer, path, colors)
 
 
 def _reference(reference: str | None, names: Mapping[str, Any]) -> str:

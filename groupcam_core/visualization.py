@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-__all__ = ["overlay", "save_comparison_grid", "save_grid", "save_overlay"]
+__all__ = [
+    "overlay",
+    "save_comparison_grid",
+    "save_grid",
+    "save_overlay",
+    "write_palette_png",
+]
 
 
 def _as_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -156,3 +163,29 @@ def save_comparison_grid(
     path = Path(path)
     figure.savefig(path)
     return path
+
+
+def write_palette_png(source: str | Path | IO[bytes], path: str | Path, colors: int = 256) -> None:
+    """Write a picture as a dithered palette PNG of ``colors`` colors (needs Pillow).
+
+    Figures of many saliency maps take a third of their full-color size or less
+    this way, with no visible change at their size.
+
+    Parameters
+    ----------
+    source
+        A PNG (or any format Pillow reads): a path or a binary file object.
+        It may be ``path`` itself: the picture is read before ``path`` is written.
+    path
+        Where the PNG goes.
+    colors
+        Palette size, 2 to 256.
+    """
+    from PIL import Image
+
+    if not 2 <= colors <= 256:
+        raise ValueError(f"colors must be from 2 to 256, got {colors!r}")
+    with Image.open(source) as picture:
+        rgb = picture.convert("RGB")
+    palette = rgb.quantize(colors, method=Image.Quantize.MEDIANCUT)
+    rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
