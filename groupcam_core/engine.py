@@ -1,10 +1,11 @@
-"""The Group-CAM algorithm, vectorised over all images, groups and target layers of a batch.
+"""The Group-CAM algorithm, vectorized over all images, groups and target layers of a batch.
 
 docs/algorithm.md lists the twelve steps; the comments below refer to them by
 number. Everything runs in the array namespace of the adapter's arrays, so on an
 accelerator the masks, blurs and merges stay on the device. Full-resolution
-masks exist only for one chunk of ``batch_size`` rows at a time: memory does not
-grow with the number of images.
+masks exist only for one chunk of ``batch_size`` rows at a time, and the gradient
+pass runs on at most ``batch_size`` images at a time: memory does not grow with
+the number of images.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def explain_group_cam(
     where = device(batch.x)
 
     # Step 1 (one gradient pass for every target layer).
-    features = feature_maps(batch, targets, "Group-CAM")
+    features = feature_maps(batch, targets, "Group-CAM", rows=batch_size)
     objective: Objective = features.objective
     chosen = features.result.targets
 

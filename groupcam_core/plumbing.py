@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,9 @@ from array_api_compat import array_namespace, device
 
 from .dtypes import is_half_precision, is_real_floating
 from .errors import ConfigError, InputError, ModelOutputError, TargetLayerError
+from .namespaces import namespace_of
 from .protocol import Backend, GradientPass, Layout
-from .targets import Objective, TargetSpec, check_outputs, make_objective
+from .targets import Objective, TargetSpec, check_outputs, make_objective, per_image_classes
 
 __all__ = [
     "FeatureMaps",
@@ -395,8 +396,10 @@ def _checked_layer(
     return LayerFeatures(name=name, activations=activations, gradients=gradients)
 
 
-def feature_maps(batch: PreparedBatch, targets: TargetSpec, method: str) -> FeatureMaps:
-    """One gradient pass at the target layer(s), checked and converted for the core.
+def feature_maps(
+    batch: PreparedBatch, targets: TargetSpec, method: str, rows: int | None = None
+) -> FeatureMaps:
+    """The gradient pass at the target layer(s), checked and converted for the core.
 
     Parameters
     ----------
@@ -407,10 +410,18 @@ def feature_maps(batch: PreparedBatch, targets: TargetSpec, method: str) -> Feat
         :func:`~groupcam_core.targets.make_objective`).
     method
         The method's name, for error messages ("Group-CAM", "Grad-CAM", ...).
+    rows
+        At most this many images per gradient pass (``None``: the whole batch in
+        one). Images are independent in a model in inference mode, so a batch
+        larger than the chunk of masked passes goes through in chunks of that
+        size, and memory does not grow with the batch.
     """
     backend = batch.backend
     objective = make_objective(targets, batch.size, backend.outputs_probabilities)
-    result = backend.gradient_pass(batch.x, objective)
+    if rows is None or batch.size <= rows:
+        result = backend.gradient_pass(batch.x, objective)
+    else:
+        result = _gradient_pass_in_chunks(batch, targets, rows)
     if isinstance(result.activations, tuple):
         names = result.layer_names or (None,) * len(result.activations)
         pairs = zip(names, result.activations, result.gradients, strict=True)
@@ -421,6 +432,46 @@ def feature_maps(batch: PreparedBatch, targets: TargetSpec, method: str) -> Feat
         for name, activations, gradients in pairs
     )
     return FeatureMaps(layers=layers, objective=objective, result=result)
+
+
+def _gradient_pass_in_chunks(batch: PreparedBatch, targets: TargetSpec, rows: int) -> GradientPass:
+    """:meth:`Backend.gradient_pass` on chunks of ``rows`` images, joined into one result."""
+    backend = batch.backend
+    shared = (
+        targets is None
+        or isinstance(targets, numbers.Integral)
+        or (callable(targets) and not hasattr(targets, "__array__"))
+    )
+    per_image = None if shared else per_image_classes(targets, batch.size)
+    parts = []
+    for start in range(0, batch.size, rows):
+        stop = min(start + rows, batch.size)
+        chunk_targets = targets if per_image is None else per_image[start:stop]
+        objective = make_objective(chunk_targets, stop - start, backend.outputs_probabilities)
+        parts.append(backend.gradient_pass(batch.x[start:stop], objective))
+
+    def joined_layers(field: str) -> Any:
+        values = [getattr(part, field) for part in parts]
+        if isinstance(values[0], tuple):
+            return tuple(_concat([value[i] for value in values]) for i in range(len(values[0])))
+        return _concat(values)
+
+    return GradientPass(
+        activations=joined_layers("activations"),
+        gradients=joined_layers("gradients"),
+        outputs=_concat([part.outputs for part in parts]),
+        targets=_concat([part.targets for part in parts]),
+        layer_names=parts[0].layer_names,
+    )
+
+
+def _concat(arrays: Sequence[Any]) -> Any:
+    """``arrays`` joined along the first axis, in their own framework (``None`` stays)."""
+    if arrays[0] is None:
+        return None
+    xp = namespace_of(*arrays)
+    concat = getattr(xp, "concat", None) or xp.concatenate
+    return concat(list(arrays), axis=0)
 
 
 def check_groups(groups: int, channels: int, layer: str | None) -> None:

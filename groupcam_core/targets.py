@@ -149,7 +149,8 @@ def warn_if_probabilities(outputs: Any, outputs_probabilities: bool) -> None:
         warn(PROBABILITIES_WARNING)
 
 
-def _as_int_list(targets: Any, batch: int) -> list[int]:
+def per_image_classes(targets: Any, batch: int) -> list[int]:
+    """One class per image from an int or a sequence of ints (:class:`TargetError` if not)."""
     if isinstance(targets, bool):
         raise TargetError(f"targets must be an int or a sequence of ints, got {targets!r}")
     if isinstance(targets, numbers.Integral):
@@ -197,7 +198,7 @@ def make_target_resolver(
         ``resolve(outputs) -> targets``: checks the ``(batch, classes)`` outputs
         and returns an integer array of targets in their namespace and device.
     """
-    requested = None if targets is None else _as_int_list(targets, batch)
+    requested = None if targets is None else per_image_classes(targets, batch)
 
     def resolve(outputs: Any) -> Any:
         check_outputs(outputs, batch)

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..explainer import as_backend
-from ..plumbing import feature_maps, prepare_batch
+from ..explainer import as_backend, preferred_batch_size
+from ..plumbing import feature_maps, prepare_batch, resolve_batch_size
 from ..targets import TargetSpec
 from .result import MethodResult, finish
 
@@ -20,7 +20,8 @@ def run_grad_cam(explainer: Any, x: Any, targets: TargetSpec = None) -> MethodRe
     with as_backend(explainer, x) as backend:
         batch = prepare_batch(backend, x)
         xp = batch.xp
-        features = feature_maps(batch, targets, "Grad-CAM")
+        rows = resolve_batch_size(None, backend, preferred_batch_size(explainer))
+        features = feature_maps(batch, targets, "Grad-CAM", rows=rows)
         alpha = xp.mean(features.gradients, axis=(2, 3))
         cam = xp.sum(alpha[:, :, None, None] * features.activations, axis=1)
         cam = xp.maximum(cam, xp.zeros_like(cam))

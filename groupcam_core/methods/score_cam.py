@@ -29,7 +29,7 @@ def run_score_cam(
         size = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
         batch = prepare_batch(backend, x)
         xp, count = batch.xp, batch.size
-        features = feature_maps(batch, targets, "Score-CAM")
+        features = feature_maps(batch, targets, "Score-CAM", rows=size)
         activations, chosen = features.activations, features.result.targets
         _, channels, rows, cols = activations.shape
         maps = xp.reshape(activations, (count * channels, rows, cols))

@@ -1,7 +1,7 @@
 """A deliberately plain Group-CAM: one image, one group, one pixel at a time.
 
 Written from docs/algorithm.md with numpy only, in float64, and
-sharing no code with groupcam_core. The vectorised core is checked against it.
+sharing no code with groupcam_core. The vectorized core is checked against it.
 """
 
 from __future__ import annotations

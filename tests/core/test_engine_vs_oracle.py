@@ -1,4 +1,4 @@
-"""The vectorised core against the plain loop oracle, on fake numpy backends."""
+"""The vectorized core against the plain loop oracle, on fake numpy backends."""
 
 from __future__ import annotations
 
@@ -263,3 +263,39 @@ def test_kmeans_grouping_equals_the_oracle_with_the_same_groups() -> None:
     )
     np.testing.assert_allclose(exp.saliency, oracle.saliency, atol=1e-5)
     np.testing.assert_allclose(exp.group_scores, oracle.group_scores, atol=1e-5)
+
+
+class _CountingBackend(FakeNumpyBackend):
+    """Records the number of images of each gradient pass."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gradient_rows: list[int] = []
+
+    def gradient_pass(self, x, resolve_targets):
+        self.gradient_rows.append(x.shape[0])
+        return super().gradient_pass(x, resolve_targets)
+
+
+@pytest.mark.parametrize("targets", [None, 2, [0, 1, 2, 3, 4], np.array([4, 3, 2, 1, 0])])
+@pytest.mark.parametrize("outputs_probabilities", [False, True])
+def test_gradient_pass_runs_in_chunks_of_batch_size(targets, outputs_probabilities) -> None:
+    """A batch larger than batch_size: gradient passes of at most batch_size images, same maps."""
+    x = _images(5, "channels_first")
+    config = make_config(groups=4)
+    chunked = _CountingBackend(channels=10, softmax_output=outputs_probabilities)
+    whole = _CountingBackend(channels=10, softmax_output=outputs_probabilities)
+    found = explain_group_cam(chunked, x, targets, config=config, batch_size=2)
+    expected = explain_group_cam(whole, x, targets, config=config, batch_size=64)
+    assert chunked.gradient_rows == [2, 2, 1]
+    assert whole.gradient_rows == [5]
+    np.testing.assert_array_equal(found.targets, expected.targets)
+    np.testing.assert_allclose(found.target_scores, expected.target_scores, atol=1e-12)
+    np.testing.assert_allclose(found.saliency, expected.saliency, atol=1e-12)
+
+
+def test_chunked_gradient_pass_checks_the_targets_of_the_whole_batch() -> None:
+    backend = _CountingBackend(channels=10)
+    with pytest.raises(TargetError, match="got 4 targets for a batch of 5 images"):
+        explain_group_cam(backend, _images(5, "channels_first"), [0, 1, 2, 3], batch_size=2)
+    assert backend.gradient_rows == []

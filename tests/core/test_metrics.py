@@ -41,7 +41,7 @@ def _batch(batch: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def _maps(batch: int = 3, seed: int = 1) -> np.ndarray:
-    # Quantised to a few levels so that many pixels tie: checks the tie order too.
+    # Quantized to a few levels so that many pixels tie: checks the tie order too.
     return np.round(np.random.default_rng(seed).uniform(size=(batch, SIZE, SIZE)) * 5) / 5
 
 

@@ -209,3 +209,21 @@ def test_several_layers_from_one_gradient_pass(blob_net, images, fusion) -> None
 def test_an_empty_layer_list_is_refused(blob_net) -> None:
     with pytest.raises(ConfigError, match="empty list"):
         GroupCAM(blob_net, [], groups=8)
+
+
+def test_a_batch_larger_than_batch_size_gets_gradient_passes_of_batch_size(blob_net) -> None:
+    """Memory flat in B: the gradient pass also runs batch_size images at a time."""
+    five = torch.from_numpy(blob_images(5, seed=12)[0])
+    seen: list[int] = []
+    handle = blob_net.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        for targets in ([0, 1, 2, 3, 1], ClassLogit(1), lambda out: out[:, 2] - out[:, 0]):
+            seen.clear()
+            chunked = GroupCAM(blob_net, ["4", "6"], groups=8, batch_size=2).explain(five, targets)
+            assert seen[:3] == [2, 2, 1]  # the gradient passes come first, 2 + 2 + 1 images
+            whole = GroupCAM(blob_net, ["4", "6"], groups=8, batch_size=64).explain(five, targets)
+            np.testing.assert_array_equal(chunked.targets, whole.targets)
+            np.testing.assert_allclose(chunked.target_scores, whole.target_scores, atol=1e-5)
+            np.testing.assert_allclose(chunked.saliency, whole.saliency, atol=1e-5)
+    finally:
+        handle.remove()
