@@ -13,9 +13,9 @@ import numpy as np
 from .config import GroupCAMConfig, make_config
 from .engine import explain_group_cam
 from .errors import BackendError, ConfigError, InputError, LayerNotFoundError, TargetLayerError
-from .fast import EXACT, FastMode, check_fast
+from .fast import EXACT, FastMode, check_fast, faster_mode
 from .locks import model_lock
-from .plumbing import positive_int
+from .plumbing import concat_rows, positive_int, prepare_batch, resolve_batch_size
 from .protocol import Backend, Layout
 from .result import Explanation
 from .targets import TargetSpec
@@ -219,6 +219,9 @@ class ExplainerBase:
         self.config: GroupCAMConfig = make_config(variant, groups=groups, **settings)
         self.batch_size: int | None = batch_size
         self._lock = model_lock(model)
+        # fast=True: the mode measured per input shape, and the last one used.
+        self._measured_modes: dict[tuple[Any, ...], FastMode] = {}
+        self._last_fast_mode: FastMode | None = None
 
     def _backend_for(self, x: Any) -> Backend:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -262,8 +265,31 @@ class ExplainerBase:
 
     @property
     def fast_mode(self) -> FastMode:
-        """What :meth:`explain` does to the masked passes: the fast mode, or the exact one."""
-        return self._fast_mode() if self.fast else EXACT
+        """What :meth:`explain` does to the masked passes: the fast mode, or the exact one.
+
+        With ``fast=True``, the device's fast mode until the first explanation,
+        then what that explanation measured and used (see
+        :func:`~groupcam_core.fast.faster_mode`).
+        """
+        if not self.fast:
+            return EXACT
+        return self._last_fast_mode or self._fast_mode()
+
+    def _measured_fast_mode(self, backend: Backend, x: Any, candidate: FastMode) -> FastMode:
+        """``candidate`` if it is faster on this model for inputs like ``x``, else exact."""
+        key = (tuple(getattr(x, "shape", ())), candidate)
+        if key not in self._measured_modes:
+            batch = prepare_batch(backend, x)
+            rows = resolve_batch_size(self.batch_size, backend)
+            first = batch.x[:1]
+            probe = concat_rows([first] * rows) if rows > 1 else first
+
+            def run(mode: FastMode) -> None:
+                with self._fast_passes(backend, mode) if mode.active else nullcontext():
+                    backend.to_numpy(backend.forward(probe))
+
+            self._measured_modes[key] = faster_mode(candidate, run)
+        return self._measured_modes[key]
 
     @contextmanager
     def using_backend(self, x: Any, *, fast: bool = False) -> Iterator[Backend]:
@@ -278,6 +304,10 @@ class ExplainerBase:
         with self._lock, self._explaining():
             backend = self._backend_for(x)
             mode = self._fast_mode(x) if fast else EXACT
+            if mode.active:
+                mode = self._measured_fast_mode(backend, x, mode)
+            if fast:
+                self._last_fast_mode = mode
             with self._fast_passes(backend, mode) if mode.active else nullcontext():
                 if self.reshape_transform is not None:
                     backend = TransformedBackend(backend, self.reshape_transform)

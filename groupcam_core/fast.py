@@ -1,9 +1,10 @@
 """``fast=True``: how an adapter runs the masked forward passes when speed matters most.
 
 Group-CAM's cost is almost all the G + 1 masked forward passes per image. With
-``fast=True`` an adapter runs those passes in the fastest mode it has measured
-to be faster on the device at hand (bfloat16 with channels-last tensors on
-CPUs with native bfloat16 and on recent GPUs, float16 on older GPUs) and
+``fast=True`` an adapter runs those passes in the device's low-precision mode
+(bfloat16 with channels-last tensors on CPUs with native bfloat16 and on recent
+GPUs, float16 on older GPUs) if, timed on the model itself at the first
+explanation of each input shape, that mode is faster (:func:`faster_mode`);
 otherwise in the exact mode. The gradient pass (step 1) and groupcam's own
 arithmetic (masks, blurs, softmax, scores, merge) stay in float32 either way;
 docs/benchmarks.md gives the measured speed-ups and how close the maps stay.
@@ -11,13 +12,25 @@ docs/benchmarks.md gives the measured speed-ups and how close the maps stay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["EXACT", "FastMode", "check_fast", "cpu_has_native_bfloat16", "gpu_fast_mode"]
+__all__ = [
+    "EXACT",
+    "FastMode",
+    "check_fast",
+    "cpu_has_native_bfloat16",
+    "faster_mode",
+    "gpu_fast_mode",
+]
+
+#: The fast mode must be at least this much faster than the exact passes to be used.
+REQUIRED_SPEEDUP = 1.05
 
 
 @dataclass(frozen=True)
@@ -91,3 +104,50 @@ def gpu_fast_mode(capability: tuple[int, int] | None, channels_last: bool = Fals
     if capability[0] == 7:
         return FastMode("float16", channels_last, True, "float16 tensor cores (compute 7.x)")
     return FastMode(reason="no tensor cores (compute capability below 7): exact passes")
+
+
+def faster_mode(
+    candidate: FastMode,
+    run: Callable[[FastMode], Any],
+    repeats: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
+) -> FastMode:
+    """``candidate`` if it runs a chunk of masked passes faster than the exact mode, else exact.
+
+    Whether low precision pays depends on the model as well as the device
+    (bfloat16 sped up TensorFlow's ResNet50 on this CPU and slowed its
+    EfficientNet-Lite0, whose depthwise layers have no fast bfloat16 kernels), so
+    the adapters measure it on the model: each mode runs once to warm up
+    (compilation, caches), then ``repeats`` times alternately; the fastest run
+    of each counts. ``candidate`` must be :data:`REQUIRED_SPEEDUP` times faster.
+
+    Parameters
+    ----------
+    candidate
+        The device's fast mode.
+    run
+        Runs one chunk of masked passes in the mode given.
+    repeats
+        Timed runs of each mode.
+    clock
+        Seconds, monotonic.
+    """
+    if not candidate.active:
+        return candidate
+    modes = (EXACT, candidate)
+    for mode in modes:
+        run(mode)
+    best = {mode: float("inf") for mode in modes}
+    for _ in range(repeats):
+        for mode in modes:
+            start = clock()
+            run(mode)
+            best[mode] = min(best[mode], clock() - start)
+    speedup = best[EXACT] / max(best[candidate], 1e-12)
+    if speedup >= REQUIRED_SPEEDUP:
+        reason = f"{candidate.reason}; {speedup:.2f}x the exact passes here"
+        return replace(candidate, reason=reason)
+    return FastMode(
+        reason=f"{candidate.dtype or 'channels-last'} passes measured no faster on this model "
+        f"({speedup:.2f}x): exact passes"
+    )

@@ -30,6 +30,7 @@ __all__ = [
     "cast_input",
     "check_groups",
     "compute_dtype",
+    "concat_rows",
     "feature_maps",
     "is_half_precision",
     "is_real_floating",
@@ -453,19 +454,19 @@ def _gradient_pass_in_chunks(batch: PreparedBatch, targets: TargetSpec, rows: in
     def joined_layers(field: str) -> Any:
         values = [getattr(part, field) for part in parts]
         if isinstance(values[0], tuple):
-            return tuple(_concat([value[i] for value in values]) for i in range(len(values[0])))
-        return _concat(values)
+            return tuple(concat_rows([value[i] for value in values]) for i in range(len(values[0])))
+        return concat_rows(values)
 
     return GradientPass(
         activations=joined_layers("activations"),
         gradients=joined_layers("gradients"),
-        outputs=_concat([part.outputs for part in parts]),
-        targets=_concat([part.targets for part in parts]),
+        outputs=concat_rows([part.outputs for part in parts]),
+        targets=concat_rows([part.targets for part in parts]),
         layer_names=parts[0].layer_names,
     )
 
 
-def _concat(arrays: Sequence[Any]) -> Any:
+def concat_rows(arrays: Sequence[Any]) -> Any:
     """``arrays`` joined along the first axis, in their own framework (``None`` stays)."""
     if arrays[0] is None:
         return None

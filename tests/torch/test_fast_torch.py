@@ -8,6 +8,8 @@ import torch
 from _support.torch_models import tiny_cnn
 from torch import nn
 
+import groupcam_core.explainer as explainer_module
+import groupcam_core.fast as fast_module
 from groupcam_core.fast import EXACT, FastMode
 from groupcam_torch import GroupCAM
 from groupcam_torch._backend import fast_mode_for
@@ -23,6 +25,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def _forced(cam: GroupCAM, mode: FastMode = BFLOAT16) -> GroupCAM:
     cam._fast_mode = lambda x=None: mode  # whatever this CPU's own mode is
+    cam._measured_fast_mode = lambda backend, x, mode: mode  # used untimed
     return cam
 
 
@@ -186,3 +189,32 @@ def test_a_layer_called_twice_gets_its_graph_from_the_last_call_on_later_explana
     assert cam._call_counts == {"act": 2}
     np.testing.assert_array_equal(first.saliency, second.saliency)
     np.testing.assert_array_equal(first.group_scores, second.group_scores)
+
+
+def test_fast_mode_is_measured_on_the_model_once_per_input_shape(monkeypatch) -> None:
+    """fast=True keeps bfloat16 only if this model runs faster in it; measured once per shape."""
+    model = tiny_cnn()
+    cam = GroupCAM(model, groups=4, fast=True)
+    cam._fast_mode = lambda x=None: BFLOAT16
+    measured: list[FastMode] = []
+    real = fast_module.faster_mode
+
+    def recording(candidate, run, *args, **kwargs):
+        found = real(candidate, run, *args, **kwargs)
+        measured.append(found)
+        return found
+
+    monkeypatch.setattr(explainer_module, "faster_mode", recording)
+    images = torch.randn(2, 3, 24, 24)
+    first = cam.explain(images)
+    cam.explain(images)
+    assert len(measured) == 1  # the same shape again: not measured again
+    cam.explain(torch.randn(1, 3, 24, 24))
+    assert len(measured) == 2
+    assert cam.fast_mode == measured[-1]
+    assert "x the exact passes here" in cam.fast_mode.reason or (
+        "measured no faster" in cam.fast_mode.reason and not cam.fast_mode.active
+    )
+    assert np.isfinite(first.saliency).all()
+    exact = GroupCAM(model, groups=4).explain(images)
+    np.testing.assert_array_equal(exact.targets, first.targets)
