@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, warn
 
 __all__ = [
     "EXACT",
@@ -120,6 +120,8 @@ def faster_mode(
     the adapters measure it on the model: each mode runs once to warm up
     (compilation, caches), then ``repeats`` times alternately; the fastest run
     of each counts. ``candidate`` must be :data:`REQUIRED_SPEEDUP` times faster.
+    A model that fails in ``candidate`` (an operation without a low-precision
+    kernel, say) keeps the exact passes too; the reason says why.
 
     Parameters
     ----------
@@ -135,8 +137,16 @@ def faster_mode(
     if not candidate.active:
         return candidate
     modes = (EXACT, candidate)
-    for mode in modes:
-        run(mode)
+    run(EXACT)
+    try:
+        run(candidate)
+    except Exception as error:  # the model cannot run in low precision: keep it exact
+        fallback = FastMode(
+            reason=f"{candidate.dtype or 'channels-last'} passes failed on this model "
+            f"({type(error).__name__}: {error}): exact passes"
+        )
+        warn(f"fast=True: {fallback.reason}")
+        return fallback
     best = {mode: float("inf") for mode in modes}
     for _ in range(repeats):
         for mode in modes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from groupcam_core import ConfigError
+from groupcam_core import ConfigError, GroupCAMWarning
 from groupcam_core.fast import (
     EXACT,
     FastMode,
@@ -85,3 +85,15 @@ def test_faster_mode_runs_nothing_for_the_exact_mode() -> None:
         raise AssertionError("no run expected")
 
     assert faster_mode(EXACT, run) is EXACT
+
+
+def test_a_model_that_fails_in_low_precision_keeps_the_exact_passes() -> None:
+    def run(mode: FastMode) -> None:
+        if mode.active:
+            raise RuntimeError("no bfloat16 kernel for this op")
+
+    with pytest.warns(GroupCAMWarning, match="fast=True: bfloat16 passes failed") as caught:
+        found = faster_mode(FastMode("bfloat16", reason="native"), run)
+    assert caught[0].filename == __file__  # attributed to the caller's line
+    assert not found.active
+    assert "failed on this model (RuntimeError: no bfloat16 kernel for this op)" in found.reason
