@@ -30,7 +30,15 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """Core tests with no deep-learning framework installed."""
-    session.install(".", "pytest>=7.4", "scikit-image>=0.21", "matplotlib>=3.7", "pillow>=9.5")
+    session.install(
+        ".",
+        "pytest>=7.4",
+        "scikit-image>=0.21",
+        "matplotlib>=3.7",
+        "pillow>=9.5",
+        "scipy>=1.9",
+        "tqdm>=4.60",
+    )
     session.run("pytest", "tests/core", *session.posargs)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import gpu_check
@@ -44,11 +42,3 @@ def test_a_copy_of_maps_before_the_last_pass_is_caught() -> None:
     transfers.forward()
     transfers.transfer(224 * 224)  # the final result
     assert transfers.verdict(limit=64) == (True, 1, 1)
-
-
-@pytest.mark.slow
-def test_keras_runs_in_a_child_process() -> None:
-    pytest.importorskip("keras")
-    row = gpu_check.keras_in_child("torch", batch=2, runs=1, cpu=True)
-    assert row.framework == "keras-torch"
-    assert row.on_device, row.note
