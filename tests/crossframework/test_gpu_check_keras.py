@@ -1,4 +1,7 @@
-"""benchmarks/gpu_check.py measures Keras in a child process (here with --cpu, on Keras-torch)."""
+"""benchmarks/gpu_check.py measures Keras in a child process (with --cpu, on Keras-torch).
+
+Here rather than in tests/keras: the child picks its own backend, so one run is enough.
+"""
 
 from __future__ import annotations
 
