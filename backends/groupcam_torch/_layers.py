@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -64,14 +64,19 @@ def _kind(module: nn.Module) -> LayerKind:
     return "other"
 
 
-def find_last_feature_layer(model: nn.Module, run: Callable[[], Any]) -> str:
+def find_last_feature_layer(
+    model: nn.Module,
+    run: Callable[[], Any],
+    layers: Mapping[str, tuple[nn.Module, LayerKind]] | None = None,
+) -> str:
     """Name of the last module, in execution order, that outputs a spatial feature map.
 
     ``run()`` runs ``model`` once (on one probe image) while every submodule has
     a forward hook; :func:`groupcam_core.explainer.pick_last_feature_layer`
     chooses among the recorded calls. For a torchvision ResNet that is
     ``layer4``; for EfficientNet the activation after ``_conv_head``; for VGG
-    the ReLU before the last max pooling.
+    the ReLU before the last max pooling. ``layers`` names the modules to watch
+    and their kinds (default: every submodule, its kind from its class).
     """
     last_call: dict[str, LayerCall] = {}
     counter = [0]
@@ -87,10 +92,11 @@ def find_last_feature_layer(model: nn.Module, run: Callable[[], Any]) -> str:
 
         return hook
 
-    modules = _module_names(model)
+    if layers is None:
+        layers = {name: (module, _kind(module)) for name, module in _module_names(model).items()}
     try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name, _kind(module))))
+        for name, (module, kind) in layers.items():
+            handles.append(module.register_forward_hook(make_hook(name, kind)))
         with torch.inference_mode():
             run()
     finally:

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from groupcam_core.explainer import LayerCall, pick_last_feature_layer
+from groupcam_core.explainer import LayerKind
 from groupcam_core.jobs.settings import ExplainJob, UsageError
 from groupcam_core.protocol import Layout
 
+from ._layers import find_last_feature_layer
 from .cam import GroupCAM
 
 __all__ = [
@@ -155,40 +156,19 @@ def mirror_script_module(scripted: torch.jit.ScriptModule) -> nn.Module:
 
 
 def _script_default_layer(model: nn.Module, sample: torch.Tensor) -> str:
-    calls: dict[str, LayerCall] = {}
-    counter = [0]
-    handles = []
+    """The default layer of a TorchScript mirror, its kinds from the scripted classes' names."""
 
-    def record(name: str, original: str):
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            counter[0] += 1
-            spatial = bool(
-                torch.is_tensor(output)
-                and output.ndim == 4
-                and output.shape[2] * output.shape[3] > 1
-            )
-            kind = (
-                "convolution"
-                if original in _SCRIPT_CONVOLUTIONS
-                else "pooling"
-                if original in _SCRIPT_POOLING
-                else "other"
-            )
-            shape = tuple(output.shape) if torch.is_tensor(output) else ()
-            calls[name] = LayerCall(name, counter[0], spatial, kind, shape)
+    def kind(original: str) -> LayerKind:
+        if original in _SCRIPT_CONVOLUTIONS:
+            return "convolution"
+        return "pooling" if original in _SCRIPT_POOLING else "other"
 
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            if isinstance(module, ScriptedLayer):
-                handles.append(module.register_forward_hook(record(name, module.original_name)))
-        with torch.inference_mode():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return pick_last_feature_layer(list(calls.values()))
+    layers = {
+        name: (module, kind(module.original_name))
+        for name, module in model.named_modules()
+        if isinstance(module, ScriptedLayer)
+    }
+    return find_last_feature_layer(model, lambda: model(sample), layers)
 
 
 def owns(model: Any) -> bool:
