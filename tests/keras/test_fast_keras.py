@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from _support.fast import force_fast_mode
 
-from groupcam_core.fast import EXACT, FastMode, cpu_has_native_bfloat16
+from groupcam_core.fast import EXACT, cpu_has_native_bfloat16
 from groupcam_keras import GroupCAM
 from groupcam_keras._precision import fast_mode, mixed_precision
 
@@ -54,8 +55,7 @@ def test_forced_fast_passes_leave_the_backend_exact_afterwards() -> None:
     model = _model()
     images = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
     cam = GroupCAM(model, target_layer="last", groups=4, fast=True)
-    cam._fast_mode = lambda x=None: FastMode("bfloat16", False, True, "forced by the test")
-    cam._measured_fast_mode = lambda backend, x, mode: mode  # used untimed
+    force_fast_mode(cam)
     maps = cam(images)
     assert maps.dtype == np.float32
     assert np.isfinite(maps).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _support.fast import force_fast_mode
 from _support.torch_models import tiny_cnn
 from torch import nn
 
@@ -24,9 +25,27 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _forced(cam: GroupCAM, mode: FastMode = BFLOAT16) -> GroupCAM:
-    cam._fast_mode = lambda x=None: mode  # whatever this CPU's own mode is
-    cam._measured_fast_mode = lambda backend, x, mode: mode  # used untimed
-    return cam
+    return force_fast_mode(cam, mode)  # whatever this CPU's own mode is
+
+
+class _Twice(nn.Module):
+    """``act`` runs twice: after ``a`` and after ``b``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.b(self.act(self.a(x)))
+        return self.fc(self.act(x).mean((2, 3)))
+
+
+def _act_called_twice() -> nn.Module:
+    torch.manual_seed(0)
+    return _Twice().eval()
 
 
 def _record_dtypes(model: nn.Module) -> tuple[list[tuple[str, torch.dtype, bool]], list]:
@@ -105,20 +124,7 @@ def test_a_head_that_reads_a_tensor_from_below_the_layer_falls_back_to_autocast(
 
 
 def test_a_layer_called_twice_switches_to_float32_after_its_last_call() -> None:
-    class Twice(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Conv2d(3, 8, 3, padding=1)
-            self.b = nn.Conv2d(8, 8, 3, padding=1)
-            self.act = nn.ReLU()
-            self.fc = nn.Linear(8, 3)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.b(self.act(self.a(x)))
-            return self.fc(self.act(x).mean((2, 3)))
-
-    torch.manual_seed(0)
-    model = Twice().eval()
+    model = _act_called_twice()
     cam = _forced(GroupCAM(model, target_layer="act", groups=4, fast=True))
     seen, handles = _record_dtypes(model)
     try:
@@ -163,20 +169,7 @@ def test_efficientnet_fast_maps_rank_pixels_as_the_exact_maps() -> None:
 def test_a_layer_called_twice_gets_its_graph_from_the_last_call_on_later_explanations() -> None:
     """The second explanation knows the layer runs twice: no graph between the two calls."""
 
-    class Twice(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Conv2d(3, 8, 3, padding=1)
-            self.b = nn.Conv2d(8, 8, 3, padding=1)
-            self.act = nn.ReLU()
-            self.fc = nn.Linear(8, 3)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.b(self.act(self.a(x)))
-            return self.fc(self.act(x).mean((2, 3)))
-
-    torch.manual_seed(0)
-    model = Twice().eval()
+    model = _act_called_twice()
     images = torch.randn(2, 3, 16, 16)
     graph_at_b: list[bool] = []
     model.b.register_forward_hook(lambda m, i, o: graph_at_b.append(o.requires_grad))
