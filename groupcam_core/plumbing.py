@@ -21,7 +21,14 @@ from .dtypes import is_half_precision, is_real_floating
 from .errors import ConfigError, InputError, ModelOutputError, TargetLayerError
 from .namespaces import namespace_of
 from .protocol import Backend, GradientPass, Layout
-from .targets import Objective, TargetSpec, check_outputs, make_objective, per_image_classes
+from .targets import (
+    Objective,
+    TargetSpec,
+    check_outputs,
+    is_target_function,
+    make_objective,
+    per_image_classes,
+)
 
 __all__ = [
     "FeatureMaps",
@@ -438,11 +445,7 @@ def feature_maps(
 def _gradient_pass_in_chunks(batch: PreparedBatch, targets: TargetSpec, rows: int) -> GradientPass:
     """:meth:`Backend.gradient_pass` on chunks of ``rows`` images, joined into one result."""
     backend = batch.backend
-    shared = (
-        targets is None
-        or isinstance(targets, numbers.Integral)
-        or (callable(targets) and not hasattr(targets, "__array__"))
-    )
+    shared = targets is None or isinstance(targets, numbers.Integral) or is_target_function(targets)
     per_image = None if shared else per_image_classes(targets, batch.size)
     parts = []
     for start in range(0, batch.size, rows):

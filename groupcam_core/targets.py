@@ -349,9 +349,14 @@ class FunctionObjective:
 Objective = ClassObjective | FunctionObjective
 
 
+def is_target_function(targets: TargetSpec) -> bool:
+    """Whether ``targets`` is a target function (callable, and not an array of classes)."""
+    return callable(targets) and not hasattr(targets, "__array__")
+
+
 def make_objective(targets: TargetSpec, batch: int, outputs_probabilities: bool) -> Objective:
     """The objective for the user's ``targets``: a function if it is callable, else classes."""
-    if callable(targets) and not hasattr(targets, "__array__"):
+    if is_target_function(targets):
         return FunctionObjective(targets, batch)
     return ClassObjective(targets, batch, outputs_probabilities)
 
