@@ -4,9 +4,13 @@ Grouping, denoising, resampling, blurring, masked batches, merging and results
 for Group-CAM (Zhang, Rao and Yang, 2021); the comparison methods Grad-CAM,
 Score-CAM and RISE (:mod:`groupcam_core.methods`); faithfulness and
 localization metrics (:mod:`groupcam_core.metrics`); synthetic scenes with
-ground truth (:mod:`groupcam_core.synthetic`). Framework adapters live in
-``groupcam_torch``, ``groupcam_keras`` and ``groupcam_jax``; this package
-imports none of those frameworks.
+ground truth (:mod:`groupcam_core.synthetic`); agreement measures between maps
+(:mod:`groupcam_core.agreement`); overlays (:mod:`groupcam_core.visualization`).
+The framework adapters ``groupcam_torch``, ``groupcam_keras`` and
+``groupcam_jax`` build on the backend protocol (:mod:`groupcam_core.protocol`)
+and the adapter kit (:mod:`groupcam_core.kit`); the application ``groupcam``
+(the command line, jobs, Ray, the model zoo) builds on them. This package
+imports none of those frameworks and nothing of the adapters or the application.
 """
 
 from ._version import __version__
@@ -48,7 +52,7 @@ from .metrics import (
     rank_correlations,
     sanity_check,
 )
-from .protocol import Backend, GradientPass, Layout
+from .protocol import Backend, FastBackend, GradientPass, Layout, Objective
 from .result import Explanation
 from .targets import ClassLogit, ClassProbability, RegressionOutput, SegmentationClass
 from .transforms import tokens_to_grid
@@ -65,6 +69,7 @@ __all__ = [
     "EnergyPointingGame",
     "ConfigError",
     "Explanation",
+    "FastBackend",
     "GradientPass",
     "GroupCAMConfig",
     "GroupCAMError",
@@ -74,6 +79,7 @@ __all__ = [
     "Layout",
     "MethodResult",
     "ModelOutputError",
+    "Objective",
     "PointingGame",
     "RegressionOutput",
     "SegmentationClass",

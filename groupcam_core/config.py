@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .arguments import positive_int, real_number
 from .errors import ConfigError
-from .plumbing import positive_int, real_number
 
 __all__ = ["VARIANTS", "GroupCAMConfig", "Grouping", "LayerFusion", "MergeSource", "make_config"]
 

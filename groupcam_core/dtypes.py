@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["is_half_precision", "is_real_floating"]
+__all__ = ["compute_dtype", "is_half_precision", "is_real_floating"]
 
 #: Floating dtypes numpy knows only as extension types (``ml_dtypes``: what TensorFlow
 #: and JAX hand over as numpy arrays), which ``numpy.isdtype`` refuses.
@@ -28,3 +28,12 @@ def is_half_precision(dtype: Any) -> bool:
     if itemsize is None:  # pragma: no cover - every namespace's dtypes have an itemsize
         return "16" in str(dtype) or "float8" in str(dtype)
     return int(itemsize) <= 2
+
+
+def compute_dtype(array: Any, xp: Any) -> Any:
+    """The dtype of the core's arithmetic: float64 for float64 input, else float32.
+
+    Half-precision models and inputs (bfloat16, float16) are computed on in
+    float32: masks, blurs and scores never lose precision to the model's dtype.
+    """
+    return xp.float64 if array.dtype == xp.float64 else xp.float32

@@ -18,16 +18,10 @@ import numpy as np
 from array_api_compat import device
 
 from . import ops
+from .batches import PreparedBatch, prepare_batch
 from .config import GroupCAMConfig
-from .plumbing import (
-    LayerFeatures,
-    PreparedBatch,
-    check_groups,
-    feature_maps,
-    forward_in_chunks,
-    prepare_batch,
-    resolve_batch_size,
-)
+from .features import LayerFeatures, check_groups, feature_maps
+from .forward import forward_in_chunks, resolve_batch_size
 from .protocol import Backend
 from .result import Explanation
 from .targets import Objective, TargetSpec

@@ -79,7 +79,7 @@ PROBABILITIES_WARNING = (
     "softmax a second time"
 )
 
-_OUR_PACKAGES = ("groupcam_core", "groupcam_torch", "groupcam_keras", "groupcam_jax")
+_OUR_PACKAGES = ("groupcam_core", "groupcam_torch", "groupcam_keras", "groupcam_jax", "groupcam")
 
 
 def _outside_groupcam_stacklevel() -> int:

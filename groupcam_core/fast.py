@@ -115,9 +115,8 @@ def faster_mode(
     """``candidate`` if it runs a chunk of masked passes faster than the exact mode, else exact.
 
     Whether low precision pays depends on the model as well as the device
-    (bfloat16 sped up TensorFlow's ResNet50 on this CPU and slowed its
-    EfficientNet-Lite0, whose depthwise layers have no fast bfloat16 kernels), so
-    the adapters measure it on the model: each mode runs once to warm up
+    (docs/benchmarks.md has a model it slows down on a device it speeds up
+    others on), so the adapters measure it on the model: each mode runs once to warm up
     (compilation, caches), then ``repeats`` times alternately; the fastest run
     of each counts. ``candidate`` must be :data:`REQUIRED_SPEEDUP` times faster.
     A model that fails in ``candidate`` (an operation without a low-precision

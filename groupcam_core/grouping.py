@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import device
 
+from .dtypes import compute_dtype
 from .errors import ConfigError
 
 __all__ = [
@@ -93,18 +94,27 @@ class KMeansGrouping:
     converged: Any
 
 
-def kmeans_group_matrices(
+def kmeans_group_matrices(patterns: Any, groups: int, xp: Any, **options: Any) -> Any:
+    """The ``(B, G, K)`` 0/1 matrices that sum k-means groups of channels, per image.
+
+    A drop-in for the contiguous ``(G, K)`` matrix of ``ops.group_matrix``:
+    ``xp.matmul(matrices, weighted)`` gives the ``(B, G, u*v)`` group maps, on
+    the device of ``patterns``. Parameters (``seed``, ``iterations``,
+    ``check_every`` among ``options``) and errors are those of
+    :func:`kmeans_grouping`.
+    """
+    return kmeans_grouping(patterns, groups, xp, **options).matrices
+
+
+def kmeans_grouping(
     patterns: Any,
     groups: int,
     xp: Any,
     seed: int = 0,
     iterations: int = DEFAULT_ITERATIONS,
     check_every: int | None = None,
-) -> Any:
-    """The ``(B, G, K)`` 0/1 matrices that sum k-means groups of channels, per image.
-
-    A drop-in for the contiguous ``(G, K)`` matrix of ``ops.group_matrix``:
-    ``xp.matmul(matrices, weighted)`` gives the ``(B, G, u*v)`` group maps.
+) -> KMeansGrouping:
+    """Cluster each image's channels with k-means++ and Lloyd's algorithm.
 
     Parameters
     ----------
@@ -126,33 +136,11 @@ def kmeans_group_matrices(
         synchronization, and not traceable by ``jax.jit``. ``None`` (the default): no
         test, exactly ``iterations`` iterations.
 
-    Returns
-    -------
-    Any
-        ``(B, G, K)`` 0/1 array on the device of ``patterns``.
-
     Raises
     ------
     ValueError
         If ``patterns`` is not 3-D, ``groups`` is not between 1 and ``K``,
         ``iterations`` is negative or ``check_every`` is below 1.
-    """
-    return kmeans_grouping(
-        patterns, groups, xp, seed=seed, iterations=iterations, check_every=check_every
-    ).matrices
-
-
-def kmeans_grouping(
-    patterns: Any,
-    groups: int,
-    xp: Any,
-    seed: int = 0,
-    iterations: int = DEFAULT_ITERATIONS,
-    check_every: int | None = None,
-) -> KMeansGrouping:
-    """Cluster each image's channels with k-means++ and Lloyd's algorithm.
-
-    Parameters and errors are those of :func:`kmeans_group_matrices`.
 
     Returns
     -------
@@ -274,7 +262,7 @@ def lloyd(
     iterations
         Number of Lloyd iterations (at most, with ``check_every``).
     check_every
-        See :func:`kmeans_group_matrices`.
+        See :func:`kmeans_grouping`.
     centered
         ``patterns`` and ``centers`` are already centered and in the working dtype
         (internal use).
@@ -340,7 +328,7 @@ def _prepare(patterns: Any, groups: int, xp: Any, center: bool = True) -> tuple[
     channels = patterns.shape[1]
     if not 1 <= groups <= channels:
         raise ConfigError(f"groups={groups} must be between 1 and the {channels} channels")
-    work = xp.float64 if patterns.dtype == xp.float64 else xp.float32
+    work = compute_dtype(patterns, xp)
     floating = xp.isdtype(patterns.dtype, "real floating")
     points = xp.astype(patterns, work)
     if center:

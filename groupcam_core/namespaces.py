@@ -14,9 +14,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
 from array_api_compat import array_namespace
 
-__all__ = ["is_tensorflow", "namespace_of"]
+__all__ = ["is_tensorflow", "namespace_of", "to_host"]
 
 
 def is_tensorflow(array: Any) -> bool:
@@ -30,3 +31,12 @@ def namespace_of(*arrays: Any) -> Any:
     if any(is_tensorflow(array) for array in arrays):
         return sys.modules["tensorflow"].experimental.numpy
     return array_namespace(*arrays)
+
+
+def to_host(array: Any) -> np.ndarray:
+    """Any framework's array as numpy (tensors are detached and moved to the CPU)."""
+    if hasattr(array, "detach"):
+        array = array.detach()
+    if hasattr(array, "cpu") and callable(array.cpu):
+        array = array.cpu()
+    return np.asarray(array)

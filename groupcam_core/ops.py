@@ -119,10 +119,9 @@ def matmul(a: Any, b: Any, xp: Any) -> Any:
 
     The core's products are small (a few million multiply-adds). Given to a
     multi-threaded BLAS in one piece, each wakes BLAS's worker threads, which
-    then contend for the cores with the framework's own threads (TensorFlow's,
-    running the model) and with other processes: on a shared 2-core machine such
-    products ran 10 to 60 times slower than on one thread. Cut into blocks of at
-    most :data:`SINGLE_THREAD_PRODUCT` multiply-adds, OpenBLAS runs each on the
+    then contend for the cores with the framework's own threads and with other
+    processes (docs/benchmarks.md measures the cost). Cut into blocks of at most
+    :data:`SINGLE_THREAD_PRODUCT` multiply-adds, OpenBLAS runs each on the
     calling thread, and no global thread setting is touched. Other namespaces
     (torch, jax.numpy) run their products on their own thread pools, as they are.
     """

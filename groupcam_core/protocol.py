@@ -1,32 +1,62 @@
-"""What the core asks of a framework adapter.
+"""What the core asks of a framework adapter, and what it hands one.
 
-The core never sees a model. An adapter wraps one and answers four questions:
-how its arrays are laid out, how to turn user input into the model's own array
-type, what one gradient pass at the target layer gives, and what the model
-outputs for a chunk of inputs. Arrays cross this boundary in the adapter's own
-type (numpy, torch, jax); the core computes on them through the Python array API
-so that, on an accelerator, nothing leaves the device until the final result.
+The core never sees a model. An adapter wraps one in a :class:`Backend` and
+answers four questions: how its arrays are laid out, how to turn user input
+into the model's own array type, what one gradient pass at the target layer
+gives, and what the model outputs for a chunk of inputs. Arrays cross this
+boundary in the adapter's own type (numpy, torch, jax); the core computes on
+them through the Python array API so that, on an accelerator, nothing leaves
+the device until the final result.
+
+The core hands a backend's gradient pass an :class:`Objective`: what to
+resolve on the clean outputs and what to differentiate. A backend whose masked
+passes can run in low precision is a :class:`FastBackend`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend", "GradientPass", "Layout", "TargetResolver"]
+if TYPE_CHECKING:
+    from .fast import FastMode
+
+__all__ = ["Backend", "FastBackend", "GradientPass", "Layout", "Objective"]
 
 Layout = Literal["channels_first", "channels_last"]
 
-#: Called by an adapter with the model's ``(B, classes)`` output of the gradient
-#: pass; returns the target class of each image as an integer array of the same
-#: namespace and device. It raises the library's errors for bad outputs or targets.
-#: :class:`~groupcam_core.targets.ClassObjective` and
-#: :class:`~groupcam_core.targets.FunctionObjective` are such resolvers, and
-#: also say what to differentiate (their ``scores(outputs, targets)``).
-TargetResolver = Callable[[Any], Any]
+
+@runtime_checkable
+class Objective(Protocol):
+    """What an explanation explains, as a backend's gradient pass sees it.
+
+    :class:`~groupcam_core.targets.ClassObjective` (class targets) and
+    :class:`~groupcam_core.targets.FunctionObjective` (a target function)
+    implement it; backends call nothing else.
+    """
+
+    #: ``"class"``: ``forward`` returns ``(n, classes)`` scores; ``"function"``:
+    #: any output whose first axis has the ``n`` rows (the function reads it).
+    kind: Literal["class", "function"]
+
+    def __call__(self, outputs: Any) -> Any:
+        """Check the clean batch's outputs and resolve the targets.
+
+        Returns the class of each image as an integer array in the outputs'
+        namespace and device (class targets), or ``None`` (a target function).
+        Raises the library's errors for outputs or targets that do not fit.
+        """
+        ...
+
+    def scores(self, outputs: Any, targets: Any) -> Any:
+        """``(B,)`` scores of the outputs, in the framework's own arrays, differentiable.
+
+        The gradient pass differentiates their sum with respect to the target
+        layer's output.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +77,7 @@ class GradientPass:
         The model's output for the clean batch: ``(B, classes)`` for class
         targets, any shape with a first axis of ``B`` for target functions.
     targets
-        What the objective's resolver returned: the class of each image, or
+        What ``objective(outputs)`` returned: the class of each image, or
         ``None`` for a target function.
     layer_names
         For several target layers, their names, in the order of the arrays.
@@ -102,7 +132,7 @@ class Backend(Protocol):
         """Convert a user batch into the model's array type, device and dtype."""
         ...
 
-    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
+    def gradient_pass(self, x: Any, objective: Objective) -> GradientPass:
         """Run the model once on ``x`` and differentiate the target scores at the layer.
 
         ``targets = objective(outputs)`` resolves and checks the targets on the
@@ -113,9 +143,26 @@ class Backend(Protocol):
         ...
 
     def forward(self, x: Any) -> Any:
-        """Return the model's ``(n, classes)`` output for a chunk of ``n`` inputs."""
+        """The model's output for a chunk of ``n`` inputs, without gradients.
+
+        ``(n, classes)`` scores when the explanation has class targets; for a
+        target function, whatever the model returns with ``n`` rows first
+        (the function reads it). The core checks the shape.
+        """
         ...
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """Copy an array of this backend to host memory as numpy."""
         ...
+
+
+@runtime_checkable
+class FastBackend(Backend, Protocol):
+    """A backend whose masked forward passes can run in a faster, lower precision.
+
+    The explainer sets :attr:`fast` for the duration of an explanation with
+    ``fast=True`` (and puts :data:`~groupcam_core.fast.EXACT` back afterwards);
+    ``forward`` reads it. The gradient pass always runs exact.
+    """
+
+    fast: FastMode

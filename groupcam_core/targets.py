@@ -1,4 +1,4 @@
-"""What an explanation explains: class targets, target functions, and checks of outputs.
+"""What an explanation explains: class targets and target functions.
 
 ``targets=`` of every explainer is one of:
 
@@ -12,18 +12,21 @@
   ready-made functions below (:class:`ClassProbability`, :class:`ClassLogit`,
   :class:`SegmentationClass`, :class:`RegressionOutput`) are written once
   against the array API and run on numpy, torch, JAX and TensorFlow arrays.
+
+Both objectives implement :class:`~groupcam_core.protocol.Objective`, what a
+backend's gradient pass is handed.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .dtypes import is_half_precision, is_real_floating
-from .errors import PROBABILITIES_WARNING, BackendError, ModelOutputError, TargetError, warn
+from .errors import ModelOutputError, TargetError
+from .model_outputs import check_outputs, warn_if_probabilities
 from .namespaces import is_tensorflow, namespace_of
 
 __all__ = [
@@ -32,121 +35,65 @@ __all__ = [
     "ClassProbability",
     "FunctionObjective",
     "Objective",
-    "OutputSelector",
     "RegressionOutput",
     "SegmentationClass",
     "TargetSpec",
-    "check_outputs",
-    "looks_like_probabilities",
+    "is_target_function",
+    "log_sum_exp",
     "make_objective",
-    "make_target_resolver",
-    "select_class_scores",
-    "warn_if_probabilities",
+    "per_image_classes",
+    "target_probabilities",
 ]
 
 TargetSpec = int | Sequence[int] | Callable[[Any], Any] | Any | None
 
-#: How to find the class scores in what a model returns: a key or attribute
-#: name, an index, or a callable; ``None`` to guess (see select_class_scores).
-OutputSelector = str | int | Callable[[Any], Any] | None
+
+def log_sum_exp(outputs: Any, xp: Any, axis: int = 1, keepdims: bool = False) -> Any:
+    """``log(sum(exp(outputs)))`` along ``axis``, without overflow (the max is taken out)."""
+    top = xp.max(outputs, axis=axis, keepdims=True)
+    total = top + xp.log(xp.sum(xp.exp(outputs - top), axis=axis, keepdims=True))
+    return total if keepdims else xp.squeeze(total, axis=axis)
 
 
-def select_class_scores(
-    raw: Any, selector: OutputSelector, is_array: Callable[[Any], bool], array_type: str
+def _astype(array: Any, dtype: Any, xp: Any) -> Any:
+    astype = getattr(xp, "astype", None)
+    return astype(array, dtype) if astype is not None else array.astype(dtype)
+
+
+def _arange_like(count: int, like: Any, xp: Any) -> Any:
+    if is_tensorflow(like):
+        return xp.arange(count)
+    return xp.arange(count, device=device(like))
+
+
+def _pick_classes(outputs: Any, targets: Any, xp: Any) -> Any:
+    """``outputs[b, targets[b]]`` for each row, differentiable in every framework."""
+    classes = _arange_like(outputs.shape[1], outputs, xp)
+    chosen = classes[None, :] == xp.reshape(targets, (-1, 1))
+    return xp.sum(xp.where(chosen, outputs, xp.zeros_like(outputs)), axis=1)
+
+
+def target_probabilities(
+    outputs: Any, targets: Any, already_probabilities: bool, dtype: Any, xp: Any
 ) -> Any:
-    """Pick the ``(B, classes)`` array from whatever a model returned.
+    """Softmax probability of each row's target class (or the output itself).
 
     Parameters
     ----------
-    raw
-        The model's return value.
-    selector
-        ``None`` to take an array as it is, else its ``logits`` attribute or key,
-        the only value of a one-entry mapping, or the first item of a sequence; a
-        key or attribute name, an index, or a callable to say which.
-    is_array, array_type
-        The framework's array test and the name of its array type, for errors.
+    outputs
+        ``(n, classes)`` model outputs.
+    targets
+        ``(n,)`` integer class indices.
+    already_probabilities
+        The outputs are probabilities: pick the target's value as it is.
+    dtype
+        The dtype to compute in (float32 or float64).
     """
-    if selector is not None:
-        if callable(selector):
-            chosen = selector(raw)
-        elif isinstance(selector, str):
-            if isinstance(raw, Mapping) and selector in raw:
-                chosen = raw[selector]
-            elif hasattr(raw, selector):
-                chosen = getattr(raw, selector)
-            else:
-                raise ModelOutputError(
-                    f"output={selector!r}: the model's {type(raw).__name__} output has no "
-                    "such key or attribute"
-                )
-        elif isinstance(selector, int) and not isinstance(selector, bool):
-            try:
-                chosen = raw[selector]
-            except (IndexError, KeyError, TypeError) as error:
-                raise ModelOutputError(
-                    f"output={selector}: cannot index the model's {type(raw).__name__} output"
-                ) from error
-        else:
-            raise BackendError(
-                "output must be None, a key or attribute name, an index, or a callable"
-            )
-    elif is_array(raw):
-        chosen = raw
-    elif is_array(getattr(raw, "logits", None)):
-        chosen = raw.logits
-    elif isinstance(raw, Mapping):
-        if "logits" in raw:
-            chosen = raw["logits"]
-        elif len(raw) == 1:
-            chosen = next(iter(raw.values()))
-        else:
-            raise ModelOutputError(
-                f"the model returned a mapping with keys {sorted(map(str, raw))}; "
-                "pass output=<key> to say which one holds the class scores"
-            )
-    elif isinstance(raw, (tuple, list)) and raw:
-        chosen = raw[0]
-    else:
-        chosen = raw
-    if not is_array(chosen):
-        raise ModelOutputError(
-            f"expected the class scores as a {array_type}, got {type(chosen).__name__}; "
-            "pass output= (a key, an attribute name, an index or a callable) to select them"
-        )
-    return chosen
-
-
-def check_outputs(outputs: Any, batch: int, where: str = "the model") -> None:
-    """Raise :class:`ModelOutputError` unless ``outputs`` is a ``(batch, classes)`` array."""
-    shape = tuple(getattr(outputs, "shape", ()))
-    if len(shape) != 2 or shape[0] != batch or shape[1] < 1:
-        raise ModelOutputError(
-            f"{where} returned an output of shape {shape} for a batch of {batch}; "
-            f"Group-CAM needs one score per class, shape ({batch}, classes). "
-            "Pass `output=` to select the class scores from what the model returns."
-        )
-
-
-def looks_like_probabilities(outputs: Any, xp: Any) -> bool:
-    """The rule every adapter uses: at least 2 classes, rows non-negative and summing to 1.
-
-    Computed in float32 (never float64, which some accelerators lack), with an
-    absolute tolerance on each row's sum of 1e-3, or 1e-2 for half-precision
-    outputs.
-    """
-    if outputs.ndim != 2 or outputs.shape[1] < 2 or not is_real_floating(outputs.dtype, xp):
-        return False
-    tolerance = 1e-2 if is_half_precision(outputs.dtype) else 1e-3
-    values = xp.astype(outputs, xp.float32)
-    sums = xp.sum(values, axis=1)
-    return bool(xp.all(values >= 0)) and bool(xp.all(xp.abs(sums - 1.0) <= tolerance))
-
-
-def warn_if_probabilities(outputs: Any, outputs_probabilities: bool) -> None:
-    """Warn (once per calling line) when logits were expected but probabilities came."""
-    if not outputs_probabilities and looks_like_probabilities(outputs, array_namespace(outputs)):
-        warn(PROBABILITIES_WARNING)
+    outputs = xp.astype(outputs, dtype)
+    picked = _pick_classes(outputs, targets, xp)
+    if already_probabilities:
+        return picked
+    return xp.exp(picked - log_sum_exp(outputs, xp))
 
 
 def per_image_classes(targets: Any, batch: int) -> list[int]:
@@ -175,42 +122,45 @@ def per_image_classes(targets: Any, batch: int) -> list[int]:
     return [int(value) for value in values]
 
 
-def make_target_resolver(
-    targets: TargetSpec, batch: int, outputs_probabilities: bool | None = None
-) -> Callable[[Any], Any]:
-    """Validate ``targets`` now and return a resolver for the model's outputs.
+class ClassObjective:
+    """Class targets: differentiate the raw output of each image's class, score by probability.
 
     Parameters
     ----------
     targets
         ``None`` (each image's top class), one int for every image, or one int
-        per image (a sequence or an integer array of length ``batch``).
+        per image (a sequence or an integer array of length ``batch``); checked
+        now.
     batch
         Number of images.
     outputs_probabilities
-        What the explainer assumes the outputs are. ``False``: logits, and the
-        resolver warns (:data:`~groupcam_core.errors.PROBABILITIES_WARNING`)
-        when they look like probabilities. ``True`` or ``None``: no warning.
-
-    Returns
-    -------
-    callable
-        ``resolve(outputs) -> targets``: checks the ``(batch, classes)`` outputs
-        and returns an integer array of targets in their namespace and device.
+        The model's outputs are probabilities: scores are the outputs
+        themselves, no softmax is applied. ``False`` also warns
+        (:data:`~groupcam_core.errors.PROBABILITIES_WARNING`) when the outputs
+        look like probabilities.
     """
-    requested = None if targets is None else per_image_classes(targets, batch)
 
-    def resolve(outputs: Any) -> Any:
-        check_outputs(outputs, batch)
+    kind = "class"
+
+    def __init__(self, targets: TargetSpec, batch: int, outputs_probabilities: bool) -> None:
+        self.batch = batch
+        self.requested = None if targets is None else per_image_classes(targets, batch)
+        self.outputs_probabilities = outputs_probabilities
+
+    def __call__(self, outputs: Any) -> Any:
+        """Check the ``(batch, classes)`` outputs; the class of each image as an integer array.
+
+        The array is in the outputs' namespace and on their device.
+        """
+        check_outputs(outputs, self.batch)
         xp = array_namespace(outputs)
         if not bool(xp.all(xp.isfinite(outputs))):
             raise ModelOutputError("the model's output on the input batch contains NaN or inf")
-        if outputs_probabilities is False:
-            warn_if_probabilities(outputs, False)
+        warn_if_probabilities(outputs, self.outputs_probabilities)
         classes = outputs.shape[1]
-        if requested is None:
+        if self.requested is None:
             return xp.argmax(outputs, axis=1)
-        bad = [(i, t) for i, t in enumerate(requested) if not 0 <= t < classes]
+        bad = [(i, t) for i, t in enumerate(self.requested) if not 0 <= t < classes]
         if bad:
             position, value = bad[0]
             raise TargetError(
@@ -219,59 +169,7 @@ def make_target_resolver(
             )
         # The namespace's default integer type: int64 for numpy and torch, int32
         # for jax unless 64-bit mode is on.
-        return xp.asarray(requested, device=device(outputs))
-
-    return resolve
-
-
-# -- objectives: what step 1 differentiates and what the masked passes score ----------
-
-
-def _astype(array: Any, dtype: Any, xp: Any) -> Any:
-    astype = getattr(xp, "astype", None)
-    return astype(array, dtype) if astype is not None else array.astype(dtype)
-
-
-def _arange_like(count: int, like: Any, xp: Any) -> Any:
-    if is_tensorflow(like):
-        return xp.arange(count)
-    return xp.arange(count, device=device(like))
-
-
-def _pick_classes(outputs: Any, targets: Any, xp: Any) -> Any:
-    """``outputs[b, targets[b]]`` for each row, differentiable in every framework."""
-    classes = _arange_like(outputs.shape[1], outputs, xp)
-    chosen = classes[None, :] == xp.reshape(targets, (-1, 1))
-    return xp.sum(xp.where(chosen, outputs, xp.zeros_like(outputs)), axis=1)
-
-
-class ClassObjective:
-    """Class targets: differentiate the raw output of each image's class, score by probability.
-
-    Calling the objective on outputs resolves and checks the classes, as
-    :func:`make_target_resolver`'s resolver does (so backends written for class
-    targets alone keep working).
-
-    Parameters
-    ----------
-    targets
-        ``None`` (each image's top class), one int, or one int per image.
-    batch
-        Number of images.
-    outputs_probabilities
-        The model's outputs are probabilities: scores are the outputs
-        themselves, no softmax is applied. ``False`` also warns when the
-        outputs look like probabilities.
-    """
-
-    kind = "class"
-
-    def __init__(self, targets: TargetSpec, batch: int, outputs_probabilities: bool) -> None:
-        self.resolve = make_target_resolver(targets, batch, outputs_probabilities)
-        self.outputs_probabilities = outputs_probabilities
-
-    def __call__(self, outputs: Any) -> Any:
-        return self.resolve(outputs)
+        return xp.asarray(self.requested, device=device(outputs))
 
     def scores(self, outputs: Any, targets: Any) -> Any:
         """What step 1 differentiates: each row's output at its class (framework arrays)."""
@@ -279,8 +177,6 @@ class ClassObjective:
 
     def pass_scores(self, outputs: Any, targets: Any, dtype: Any, xp: Any) -> Any:
         """What a masked pass scores: the class's softmax probability, in ``dtype``."""
-        from .plumbing import target_probabilities
-
         return target_probabilities(outputs, targets, self.outputs_probabilities, dtype, xp)
 
 
@@ -307,9 +203,6 @@ class FunctionObjective:
         self.name = getattr(function, "__qualname__", None) or type(function).__name__
 
     def __call__(self, outputs: Any) -> None:
-        return self.resolve(outputs)
-
-    def resolve(self, outputs: Any) -> None:
         """Check that ``f`` gives one finite score per image on the clean outputs."""
         rows = tuple(getattr(outputs, "shape", ()))[:1]
         if rows != (self.batch,):
@@ -345,7 +238,8 @@ class FunctionObjective:
         return xp.astype(scores, dtype)
 
 
-#: An objective: :class:`ClassObjective` or :class:`FunctionObjective`.
+#: The objectives of :func:`make_objective` (both implement
+#: :class:`~groupcam_core.protocol.Objective`).
 Objective = ClassObjective | FunctionObjective
 
 
@@ -417,9 +311,7 @@ class ClassProbability(_OneClass):
 
     def __call__(self, outputs: Any) -> Any:
         xp = namespace_of(outputs)
-        top = xp.max(outputs, axis=1)
-        log_total = top + xp.log(xp.sum(xp.exp(outputs - top[:, None]), axis=1))
-        return xp.exp(outputs[:, self.category] - log_total)
+        return xp.exp(outputs[:, self.category] - log_sum_exp(outputs, xp))
 
 
 class SegmentationClass:

@@ -9,6 +9,7 @@ from typing import IO
 import numpy as np
 
 __all__ = [
+    "as_rgb_float",
     "overlay",
     "save_comparison_grid",
     "save_grid",
@@ -17,7 +18,13 @@ __all__ = [
 ]
 
 
-def _as_rgb_float(image: np.ndarray) -> np.ndarray:
+def as_rgb_float(image: np.ndarray) -> np.ndarray:
+    """An image to show: ``(H, W, 3)`` float32 in [0, 1].
+
+    Grey ``(H, W)`` images are repeated to three channels and an alpha channel
+    is dropped; integer pixels are divided by 255, and floats outside [0, 1]
+    (a normalized model input) are stretched to it.
+    """
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
@@ -56,7 +63,7 @@ def overlay(
     """
     from matplotlib import colormaps
 
-    rgb = _as_rgb_float(image)
+    rgb = as_rgb_float(image)
     saliency = np.asarray(saliency, dtype=np.float32)
     if saliency.shape != rgb.shape[:2]:
         raise ValueError(f"saliency shape {saliency.shape} does not match image {rgb.shape[:2]}")
@@ -105,7 +112,7 @@ def save_grid(
     figure = Figure(figsize=(3.0 * count, 6.2), dpi=100)
     for column, (image, saliency, title) in enumerate(zip(images, saliencies, titles, strict=True)):
         top = figure.add_subplot(2, count, column + 1)
-        top.imshow(_as_rgb_float(image))
+        top.imshow(as_rgb_float(image))
         top.set_title(title, fontsize=9)
         top.axis("off")
         bottom = figure.add_subplot(2, count, count + column + 1)
@@ -150,7 +157,7 @@ def save_comparison_grid(
     figure = Figure(figsize=(2.2 * columns, 2.3 * count), dpi=100)
     for row, image in enumerate(images):
         axis = figure.add_subplot(count, columns, row * columns + 1)
-        axis.imshow(_as_rgb_float(image))
+        axis.imshow(as_rgb_float(image))
         axis.set_title(row_titles[row] if row_titles is not None else "", fontsize=8)
         axis.axis("off")
         for column, (method, maps) in enumerate(maps_by_method.items(), start=2):

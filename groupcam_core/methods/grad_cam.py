@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..explainer import as_backend, preferred_batch_size
-from ..plumbing import feature_maps, prepare_batch, resolve_batch_size
+from ..batches import prepare_batch
+from ..features import feature_maps
+from ..forward import resolve_batch_size
+from ..kit.explainer import as_backend, preferred_batch_size
 from ..targets import TargetSpec
 from .result import MethodResult, finish
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -10,13 +11,13 @@ import numpy as np
 from ..config import GroupCAMConfig, make_config
 from ..engine import explain_group_cam
 from ..errors import ConfigError
-from ..explainer import ExplainerBase, as_backend, preferred_batch_size
-from ..plumbing import resolve_batch_size
+from ..forward import resolve_batch_size
+from ..kit.explainer import ExplainerBase, as_backend, preferred_batch_size
 from ..targets import TargetSpec
-from .grad_cam import run_grad_cam
+from .grad_cam import grad_cam, run_grad_cam
 from .result import MethodResult
-from .rise import run_rise
-from .score_cam import run_score_cam
+from .rise import rise, run_rise
+from .score_cam import run_score_cam, score_cam
 
 __all__ = ["METHODS", "explain_with", "run_group_cam", "run_method"]
 
@@ -52,14 +53,18 @@ def run_group_cam(
     )
 
 
+def _options(method: Callable[..., Any]) -> dict[str, Any]:
+    """A method's options and their defaults: its parameters after ``explainer, x, targets``."""
+    parameters = list(inspect.signature(method).parameters.values())[3:]
+    return {parameter.name: parameter.default for parameter in parameters}
+
+
+# Each runner with the options of the public function users read (one place for defaults).
 _RUNNERS: dict[str, tuple[Callable[..., MethodResult], dict[str, Any]]] = {
-    "group-cam": (run_group_cam, {"config": None, "batch_size": None}),
-    "grad-cam": (run_grad_cam, {}),
-    "score-cam": (run_score_cam, {"batch_size": None}),
-    "rise": (
-        run_rise,
-        {"masks": 4000, "cell": 7, "keep": 0.5, "seed": 0, "batch_size": None},
-    ),
+    "group-cam": (run_group_cam, _options(run_group_cam)),
+    "grad-cam": (run_grad_cam, _options(grad_cam)),
+    "score-cam": (run_score_cam, _options(score_cam)),
+    "rise": (run_rise, _options(rise)),
 }
 
 

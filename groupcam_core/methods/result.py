@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..plumbing import PreparedBatch
+from ..batches import PreparedBatch
 
 __all__ = ["MethodResult", "finish"]
 

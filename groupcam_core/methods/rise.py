@@ -9,16 +9,11 @@ import numpy as np
 from array_api_compat import array_namespace, device
 
 from .. import ops
-from ..explainer import as_backend, preferred_batch_size
-from ..plumbing import (
-    forward_in_chunks,
-    positive_int,
-    prepare_batch,
-    real_number,
-    resolve_batch_size,
-    target_probabilities,
-)
-from ..targets import TargetSpec, make_target_resolver
+from ..arguments import positive_int, real_number
+from ..batches import prepare_batch
+from ..forward import forward_in_chunks, resolve_batch_size
+from ..kit.explainer import as_backend, preferred_batch_size
+from ..targets import ClassObjective, TargetSpec, target_probabilities
 from .result import MethodResult, finish
 
 __all__ = ["rise", "rise_masks", "run_rise"]
@@ -164,7 +159,7 @@ def run_rise(
                 "the model (on the input)",
             )
         ]
-        chosen = make_target_resolver(targets, images, backend.outputs_probabilities)(
+        chosen = ClassObjective(targets, images, backend.outputs_probabilities)(
             xp.concat(clean, axis=0)
         )
 
@@ -258,7 +253,8 @@ def rise(
     Returns
     -------
     numpy.ndarray
-        float32 ``(B, H, W)`` maps in [0, 1]; zeros where the map is constant.
+        The float32 ``(B, H, W)`` maps in [0, 1], zeros where a map is constant;
+        :func:`run_rise` also gives the targets and the cost.
 
     Notes
     -----

@@ -8,13 +8,10 @@ import numpy as np
 from array_api_compat import device
 
 from .. import ops
-from ..explainer import as_backend, preferred_batch_size
-from ..plumbing import (
-    feature_maps,
-    forward_in_chunks,
-    prepare_batch,
-    resolve_batch_size,
-)
+from ..batches import prepare_batch
+from ..features import feature_maps
+from ..forward import forward_in_chunks, resolve_batch_size
+from ..kit.explainer import as_backend, preferred_batch_size
 from ..targets import TargetSpec
 from .result import MethodResult, finish
 

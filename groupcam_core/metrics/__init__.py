@@ -16,11 +16,10 @@ accepts either a backend or a groupcam explainer (``groupcam_torch.GroupCAM``,
 is then prepared as for an explanation (evaluation mode) while the metric runs.
 
 Saliency maps are ``(B, H, W)`` arrays matching the spatial size of the batch.
-Only the pointing-game variants and :func:`rank_correlations` need no model;
-:func:`rank_correlations` needs scipy.
+Only the pointing-game variants and :func:`rank_correlations` need no model.
 """
 
-from ..explainer import as_backend
+from ..kit.explainer import as_backend
 from .causal import DEFAULT_STEPS, CausalCurves, curve_auc, deletion, insertion
 from .confidence import ConfidenceChange, average_drop_and_increase
 from .pointing import EnergyPointingGame, PointingGame, energy_pointing_game, pointing_game

@@ -9,10 +9,10 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .. import ops
+from ..arguments import positive_int, real_number
 from ..errors import ConfigError, InputError
-from ..plumbing import positive_int, real_number
 from ..targets import TargetSpec
-from ._host import ExplainerLike, clean_pass, metric_run, scores
+from .model_runs import ExplainerLike, clean_pass, metric_run, scores
 
 __all__ = ["DEFAULT_STEPS", "CausalCurves", "curve_auc", "deletion", "insertion"]
 
@@ -206,20 +206,8 @@ def insertion(
 
     Parameters
     ----------
-    explainer
-        A groupcam explainer or a :class:`~groupcam_core.protocol.Backend`.
-    x
-        The batch, as the model consumes it, in the model's layout.
-    saliency
-        ``(B, H, W)`` maps; only their order matters.
-    targets
-        ``None`` (the class predicted on the clean image), one int, or one int
-        per image.
-    step
-        Pixels per step; ``None`` for ``max(1, H * W // 112)``.
-    batch_size
-        Rows per forward pass, over all images and steps; ``None`` for the
-        backend's default.
+    explainer, x, saliency, targets, step, batch_size
+        As for :func:`deletion`.
     blur_kernel_size, blur_sigma
         The Gaussian blur of the start image (odd size, positive sigma).
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..targets import TargetSpec
-from ._host import ExplainerLike, clean_pass, metric_run, scores
+from .model_runs import ExplainerLike, clean_pass, metric_run, scores
 
 __all__ = ["ConfidenceChange", "average_drop_and_increase"]
 
@@ -67,17 +67,10 @@ def average_drop_and_increase(
 
     Parameters
     ----------
-    explainer
-        A groupcam explainer or a :class:`~groupcam_core.protocol.Backend`.
-    x
-        The batch, as the model consumes it, in the model's layout.
+    explainer, x, targets, batch_size
+        As for :func:`~groupcam_core.metrics.deletion`.
     saliency
         ``(B, H, W)`` maps with values in [0, 1].
-    targets
-        ``None`` (the class predicted on the clean image), one int, or one int
-        per image.
-    batch_size
-        Rows per forward pass; ``None`` for the backend's default.
 
     Returns
     -------

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import real_number
 from ..errors import InputError
-from ..plumbing import real_number
-from ._host import check_maps, check_masks, to_host
+from ..namespaces import to_host
+from .checks import check_maps, check_masks
 
 __all__ = ["EnergyPointingGame", "PointingGame", "energy_pointing_game", "pointing_game"]
 

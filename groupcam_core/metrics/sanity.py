@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..agreement import spearman
 from ..errors import BackendError, ConfigError, InputError
+from ..namespaces import to_host
 from ..targets import TargetSpec
-from ._host import check_maps, to_host
+from .checks import check_maps
 
 __all__ = ["RandomizationCorrelations", "rank_correlations", "sanity_check"]
 
@@ -41,17 +41,6 @@ class RandomizationCorrelations:
         return self.correlations.mean(axis=1)
 
 
-def _spearman() -> Callable[..., Any]:
-    try:
-        from scipy.stats import spearmanr
-    except ImportError as error:
-        raise ImportError(
-            "groupcam_core.metrics.rank_correlations needs scipy; install it with "
-            "`pip install scipy`"
-        ) from error
-    return spearmanr
-
-
 def rank_correlations(
     original: Any, randomized: Iterable[tuple[str, Any]]
 ) -> RandomizationCorrelations:
@@ -73,11 +62,11 @@ def rank_correlations(
 
     Notes
     -----
-    Needs scipy (``scipy.stats.spearmanr``). Adebayo et al. (2018) expect the
+    Ties share their average rank (:func:`groupcam_core.agreement.spearman`, as
+    ``scipy.stats.spearmanr``). Adebayo et al. (2018) expect the
     correlation to fall as more layers are randomized; maps that stay similar
     do not depend on what the model learnt.
     """
-    spearmanr = _spearman()
     reference = to_host(original)
     if reference.ndim != 3:
         raise InputError(f"original maps must have shape (B, H, W), got {reference.shape}")
@@ -93,10 +82,7 @@ def rank_correlations(
         for b in range(reference.shape[0]):
             if constant_reference[b] or np.ptp(flat[b]) == 0:
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                value = float(spearmanr(flat_reference[b], flat[b])[0])
-            row[b] = value if math.isfinite(value) else 0.0
+            row[b] = spearman(flat_reference[b], flat[b])
         names.append(str(name))
         rows.append(row)
     correlations = np.stack(rows) if rows else np.zeros((0, reference.shape[0]), dtype=np.float64)

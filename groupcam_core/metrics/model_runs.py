@@ -1,4 +1,4 @@
-"""What the model-running metrics share: host batches, map checks, chunked passes."""
+"""What the model-running metrics share: host batches and chunked passes for probabilities."""
 
 from __future__ import annotations
 
@@ -10,22 +10,20 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..errors import InputError
-from ..explainer import ExplainerBase, as_backend, preferred_batch_size
-from ..plumbing import forward_in_chunks, resolve_batch_size, target_probabilities, validate_input
+from ..batches import validate_input
+from ..forward import forward_in_chunks, resolve_batch_size
+from ..kit.explainer import ExplainerBase, as_backend, preferred_batch_size
 from ..protocol import Backend
-from ..targets import TargetSpec, make_target_resolver
+from ..targets import ClassObjective, TargetSpec, target_probabilities
+from .checks import check_maps
 
 __all__ = [
     "ExplainerLike",
     "MetricRun",
-    "check_maps",
-    "check_masks",
     "clean_pass",
     "host_batch",
     "metric_run",
     "scores",
-    "to_host",
 ]
 
 #: A core backend or a groupcam explainer (any ``ExplainerBase``).
@@ -67,48 +65,6 @@ def host_batch(backend: Backend, x: Any) -> np.ndarray:
     return host.transpose(0, 3, 1, 2) if layout == "channels_last" else host
 
 
-def to_host(array: Any) -> np.ndarray:
-    """Any framework's array as numpy (tensors are detached and moved to the CPU)."""
-    if hasattr(array, "detach"):
-        array = array.detach()
-    if hasattr(array, "cpu") and callable(array.cpu):
-        array = array.cpu()
-    return np.asarray(array)
-
-
-def check_maps(saliency: Any, shape: tuple[int, int, int], what: str = "saliency") -> np.ndarray:
-    """``saliency`` as float64 host maps of ``shape``, finite, else :class:`InputError`."""
-    maps = to_host(saliency)
-    if maps.shape != shape:
-        raise InputError(
-            f"{what} maps must have shape (B, H, W) = {shape} to match the batch, got {maps.shape}"
-        )
-    if not (np.issubdtype(maps.dtype, np.floating) or np.issubdtype(maps.dtype, np.integer)):
-        raise InputError(f"{what} maps must be real numbers, got dtype {maps.dtype}")
-    maps = maps.astype(np.float64)
-    if not np.all(np.isfinite(maps)):
-        raise InputError(f"{what} maps contain NaN or inf")
-    return maps
-
-
-def check_masks(masks: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Ground-truth ``masks`` as non-empty boolean host masks of ``shape``."""
-    found = to_host(masks)
-    if found.shape != shape:
-        raise InputError(
-            f"ground-truth masks must have shape (B, H, W) = {shape} like the saliency maps, "
-            f"got {found.shape}"
-        )
-    if found.dtype != np.bool_:
-        if not np.all((found == 0) | (found == 1)):
-            raise InputError("ground-truth masks must be boolean (or hold only 0 and 1)")
-        found = found.astype(bool)
-    empty = np.flatnonzero(~found.reshape(shape[0], -1).any(axis=1))
-    if empty.size:
-        raise InputError(f"the ground-truth mask of image {int(empty[0])} is empty")
-    return found
-
-
 def _to_layout(chunk: np.ndarray, backend: Backend) -> np.ndarray:
     if backend.input_layout == "channels_last":
         return np.ascontiguousarray(chunk.transpose(0, 2, 3, 1))
@@ -118,7 +74,7 @@ def _to_layout(chunk: np.ndarray, backend: Backend) -> np.ndarray:
 def _host_outputs(
     backend: Backend, count: int, batch_size: int, build: Callable[[int, int], np.ndarray]
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """:func:`~groupcam_core.plumbing.forward_in_chunks` on channels-first host rows.
+    """:func:`~groupcam_core.forward.forward_in_chunks` on channels-first host rows.
 
     ``build(start, stop)`` returns the rows ``start:stop``; yields ``(start,
     stop, outputs)`` with float64 host outputs.
@@ -152,8 +108,8 @@ def clean_pass(
             )
         ]
     )
-    resolve = make_target_resolver(targets, images.shape[0], backend.outputs_probabilities)
-    resolved = np.asarray(resolve(outputs), dtype=np.int64)
+    objective = ClassObjective(targets, images.shape[0], backend.outputs_probabilities)
+    resolved = np.asarray(objective(outputs), dtype=np.int64)
     return resolved, _probabilities(backend, outputs, resolved)
 
 

@@ -1,166 +1,48 @@
-"""What every framework's ``GroupCAM`` class shares."""
+"""What every framework's ``GroupCAM`` class shares: settings, target layers, explanations."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from .config import GroupCAMConfig, make_config
-from .engine import explain_group_cam
-from .errors import BackendError, ConfigError, InputError, LayerNotFoundError, TargetLayerError
-from .fast import EXACT, FastMode, check_fast, faster_mode
-from .locks import model_lock
-from .plumbing import concat_rows, positive_int, prepare_batch, resolve_batch_size
-from .protocol import Backend, Layout
-from .result import Explanation
-from .targets import TargetSpec
-from .transforms import FeatureTransform, TransformedBackend
+from ..arguments import one_of, positive_int
+from ..batches import concat_rows, prepare_batch
+from ..config import GroupCAMConfig, make_config
+from ..engine import explain_group_cam
+from ..errors import BackendError, ConfigError
+from ..fast import EXACT, FastMode, check_fast, faster_mode
+from ..forward import resolve_batch_size
+from ..locks import model_lock
+from ..protocol import Backend, Layout
+from ..result import Explanation
+from ..targets import TargetSpec
+from ..transforms import FeatureTransform, TransformedBackend
+from .layers import requested_layers
 
-__all__ = [
-    "ExplainerBase",
-    "LayerCall",
-    "as_backend",
-    "floating_batch",
-    "pick_last_feature_layer",
-    "preferred_batch_size",
-    "unknown_layer_error",
-]
+__all__ = ["MODEL_OUTPUTS", "ExplainerBase", "as_backend", "check_model", "preferred_batch_size"]
+
+#: What ``model_outputs=`` may say in every adapter (Keras adds ``"auto"``).
+MODEL_OUTPUTS: tuple[str, ...] = ("logits", "probabilities")
 
 
-def floating_batch(
-    x: Any, convert: Callable[[Any], Any], is_floating: Callable[[Any], bool], kind: str
-) -> Any:
-    """Convert a user's batch with ``convert`` and check that it holds floats.
+def check_model(model: Any, kind: type | tuple[type, ...], who: str, what: str) -> None:
+    """Raise :class:`BackendError` unless ``model`` is a ``kind``.
 
     Parameters
     ----------
-    x
+    model
         What the user passed.
-    convert
-        The framework's conversion to its array type.
-    is_floating
-        Whether a dtype of that array type is a floating-point type.
     kind
-        The array type's name, for the error message.
+        The framework's model class(es).
+    who, what
+        The explainer's name and the model kind, for the message:
+        ``"groupcam_torch.GroupCAM needs a torch.nn.Module, got list"``.
     """
-    try:
-        array = convert(x)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise InputError(
-            f"cannot turn the input of type {type(x).__name__} into {kind}: {error}"
-        ) from error
-    if not is_floating(array.dtype):
-        raise InputError(
-            f"expected a floating-point batch, got dtype {array.dtype}; "
-            "convert and normalize images the way the model was trained"
-        )
-    return array
-
-
-def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> LayerNotFoundError:
-    """The error for a layer name the model does not have, listing close matches.
-
-    Names that end with the requested one after a separator come first (so
-    ``"r2"`` suggests ``"_orig_mod.r2"`` in a ``torch.compile``d model), then
-    names that ``difflib`` finds close.
-
-    Parameters
-    ----------
-    target
-        The name the user asked for.
-    names
-        The model's layer names, in the model's order.
-    detail
-        Appended to the message (for example, a list of the last layers).
-    """
-    unique = list(dict.fromkeys(names))
-    suffixed = [n for n in unique if n != target and n.endswith(("." + target, "/" + target))]
-    close = difflib.get_close_matches(target, unique, n=5, cutoff=0.5)
-    suggestions = list(dict.fromkeys([*suffixed, *close]))[:5]
-    hint = f"; did you mean {', '.join(repr(c) for c in suggestions)}?" if suggestions else ""
-    return LayerNotFoundError(f"the model has no layer named {target!r}{hint}{detail}")
-
-
-LayerKind = Literal["convolution", "pooling", "container", "other"]
-
-
-@dataclass(frozen=True)
-class LayerCall:
-    """What one recorded forward pass saw of a layer's last call.
-
-    Attributes
-    ----------
-    name
-        The layer's name or path.
-    order
-        When that call finished, counted over all recorded calls.
-    spatial
-        Its output was a 4-D floating-point map larger than 1x1.
-    kind
-        ``"convolution"`` (2-D convolutions of any kind), ``"pooling"``
-        (spatial max or average pooling), ``"container"`` (a layer made of
-        other recorded layers, such as a nested model or a block), or ``"other"``.
-    shape
-        The output's shape, for error messages.
-    """
-
-    name: str
-    order: int
-    spatial: bool
-    kind: LayerKind = "other"
-    shape: tuple[int, ...] = ()
-
-
-def _describe(calls: Sequence[LayerCall]) -> str:
-    listed = ", ".join(f"{call.name!r} {call.shape}" for call in calls)
-    return listed or "none"
-
-
-def pick_last_feature_layer(calls: Sequence[LayerCall]) -> str:
-    """Choose the default target layer: the last spatial feature map that feeds the head.
-
-    Parameters
-    ----------
-    calls
-        One :class:`LayerCall` per layer, from one recorded forward pass.
-
-    Returns
-    -------
-    str
-        Among the layers whose last call finished at or after the last
-        convolution with a spatial output (a 1x1 convolution after global
-        pooling, a classifier written as a convolution, does not count), the
-        one that finished last with a spatial output. Pooling layers are passed
-        over (Grad-CAM users explain VGG at ``block5_conv3``, not at
-        ``block5_pool``), and so are containers, whose innermost layer is
-        named instead.
-    """
-    spatial = sorted((call for call in calls if call.spatial), key=lambda call: call.order)
-    convolutions = [call.order for call in spatial if call.kind == "convolution"]
-    if not convolutions:
-        raise TargetLayerError(
-            "found no 2-D convolution with a spatial output to pick a target layer after; "
-            "pass target_layer= (a layer name or the layer itself). Layers with spatial "
-            f"outputs: {_describe(spatial[-8:])}"
-        )
-    after = max(convolutions)
-    candidates = [
-        call
-        for call in spatial
-        if call.order >= after and call.kind not in ("pooling", "container")
-    ]
-    if not candidates:
-        raise TargetLayerError(
-            "no layer after the last convolution outputs a spatial feature map; pass "
-            "target_layer= (a layer name or the layer itself). Candidates: "
-            f"{_describe(spatial[-8:])}"
-        )
-    return candidates[-1].name
+    if not isinstance(model, kind):
+        raise BackendError(f"{who} needs {what}, got {type(model).__name__}")
 
 
 class ExplainerBase:
@@ -168,7 +50,12 @@ class ExplainerBase:
 
     Subclasses call ``super().__init__`` and implement ``_backend_for(x)``; they
     may override ``_explaining()`` (a context manager around each explanation,
-    for example to put the model in evaluation mode).
+    for example to put the model in evaluation mode). Adapters with target
+    layers also implement ``_resolve_layer`` (a user's layer to the adapter's
+    record of it), ``_layer_name`` (that record's name) and, for the default
+    layer, ``_probe_backend`` and ``_find_default_layer``; the base class keeps
+    the layers (:meth:`_set_target_layers`, :meth:`_layers_for`), names them
+    (:attr:`target_layer_name`) and writes ``repr``.
 
     Every explanation of one model holds that model's lock
     (:func:`groupcam_core.locks.model_lock`) for its whole duration, so calls
@@ -190,7 +77,13 @@ class ExplainerBase:
         mode (:class:`~groupcam_core.fast.FastMode`); metrics and comparison
         methods that run the model through this explainer always get the exact
         passes.
+    model_outputs
+        What the model outputs, one of the class attribute
+        ``model_outputs_choices`` (:data:`MODEL_OUTPUTS` unless an adapter offers more).
     """
+
+    #: What ``model_outputs=`` may say for this adapter.
+    model_outputs_choices: tuple[str, ...] = MODEL_OUTPUTS
 
     def __init__(
         self,
@@ -201,7 +94,9 @@ class ExplainerBase:
         settings: dict[str, Any],
         reshape_transform: FeatureTransform | None = None,
         fast: bool = False,
+        model_outputs: str = "logits",
     ) -> None:
+        self.model_outputs = one_of(model_outputs, "model_outputs", self.model_outputs_choices)
         self.fast = check_fast(fast)
         if reshape_transform is not None and not callable(reshape_transform):
             raise ConfigError(
@@ -222,9 +117,76 @@ class ExplainerBase:
         # fast=True: the mode measured per input shape, and the last one used.
         self._measured_modes: dict[tuple[Any, ...], FastMode] = {}
         self._last_fast_mode: FastMode | None = None
+        # The target layers as the adapter records them (None: the default, not yet found).
+        self._layers: tuple[Any, ...] | None = None
 
     def _backend_for(self, x: Any) -> Backend:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # -- target layers --------------------------------------------------------------
+    def _resolve_layer(self, target: Any) -> Any:  # pragma: no cover - abstract
+        """The adapter's record of one layer the user named (raises for an unknown one)."""
+        raise NotImplementedError
+
+    def _layer_name(self, layer: Any) -> str:
+        """The name of a layer record, as the user sees it."""
+        return str(layer)
+
+    def _probe_backend(self) -> Backend:  # pragma: no cover - abstract
+        """A backend with no target layer, to run the default-layer probe with."""
+        raise NotImplementedError
+
+    def _find_default_layer(self, probe: Any, batch: Any) -> Any:  # pragma: no cover - abstract
+        """The default layer (a name or path), from one pass of ``probe`` on a first image.
+
+        ``batch`` is the prepared batch (its shape is what error messages name).
+        """
+        raise NotImplementedError
+
+    def _set_target_layers(
+        self, target_layer: Any, is_one: Callable[[Any], bool] | None = None
+    ) -> None:
+        """Resolve the user's ``target_layer=`` now (``None``: find the default at first use)."""
+        if target_layer is not None:
+            self._layers = tuple(
+                self._resolve_layer(target) for target in requested_layers(target_layer, is_one)
+            )
+
+    def _layers_for(self, x: Any) -> tuple[Any, ...] | None:
+        """The target layers; the default one is found on the first image of the first batch.
+
+        ``None`` while no layer is known and ``x`` cannot be probed (a batch of
+        the wrong rank, or an empty one): the core then reports the bad input.
+        """
+        if self._layers is None:
+            probe = self._probe_backend()
+            batch = probe.prepare_input(x)
+            if getattr(batch, "ndim", 0) == 4 and 0 not in tuple(batch.shape):
+                self._layers = (self._resolve_layer(self._find_default_layer(probe, batch)),)
+        return self._layers
+
+    @property
+    def target_layer_name(self) -> str | None:
+        """Name(s) of the explained layer(s) (``None`` until the default is found)."""
+        if not self._layers:
+            return None
+        return ", ".join(self._layer_name(layer) for layer in self._layers)
+
+    def _model_description(self) -> str:
+        """How ``repr`` names the model."""
+        return type(getattr(self, "model", None)).__name__
+
+    def _repr_settings(self) -> str:
+        """Adapter settings ``repr`` shows after the groups (``", backend='jax'"``)."""
+        return ""
+
+    def __repr__(self) -> str:
+        layer = self.target_layer_name or "<last feature layer>"
+        return (
+            f"GroupCAM({self._model_description()}, target_layer={layer!r}, "
+            f"groups={self.config.groups}{self._repr_settings()}"
+            f"{', fast=True' if self.fast else ''})"
+        )
 
     @property
     def input_layout(self) -> Layout:
@@ -232,7 +194,7 @@ class ExplainerBase:
 
         PyTorch: channels-first; Keras: ``keras.config.image_data_format()`` at
         the time of asking; JAX: the ``layout`` the explainer was given.
-        :func:`groupcam_core.compare.compare` reads it to hand each explainer
+        :func:`groupcam.compare.compare` reads it to hand each explainer
         the images in its layout. Adapters override this property.
         """
         raise BackendError(
@@ -251,11 +213,12 @@ class ExplainerBase:
     def _fast_passes(self, backend: Backend, mode: FastMode) -> Iterator[None]:
         """Make ``backend.forward`` run in ``mode`` while the block runs.
 
-        Backends that run fast passes read their ``fast`` attribute; it is set
-        for the block and put back to the exact mode afterwards.
+        A :class:`~groupcam_core.protocol.FastBackend` reads its ``fast``
+        attribute; it is set for the block and put back to the exact mode
+        afterwards.
         """
-        if not hasattr(backend, "fast"):
-            yield
+        if not hasattr(backend, "fast"):  # not a FastBackend (an isinstance check would
+            yield  # evaluate every property of the protocol on the backend)
             return
         backend.fast = mode
         try:

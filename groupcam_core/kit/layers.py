@@ -1,0 +1,209 @@
+"""Target layers as every adapter handles them: lists, unknown names, the default layer.
+
+An adapter records one forward pass on a probe image with a
+:class:`LayerCallRecorder` (its hooks, patched calls or callbacks say which
+layer returned what); :func:`pick_last_feature_layer` then chooses the default
+target layer by one rule for every framework, and :func:`is_spatial_feature_map`
+is the one definition of an output that can be explained.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ConfigError, LayerNotFoundError, TargetLayerError
+from ..protocol import Layout
+
+__all__ = [
+    "LayerCall",
+    "LayerCallRecorder",
+    "LayerKind",
+    "is_spatial_feature_map",
+    "pick_last_feature_layer",
+    "requested_layers",
+    "unknown_layer_error",
+]
+
+LayerKind = Literal["convolution", "pooling", "container", "other"]
+
+
+def requested_layers(target_layer: Any, is_one: Callable[[Any], bool] | None = None) -> list[Any]:
+    """The layers a user's ``target_layer=`` names: one, or each of a list.
+
+    Parameters
+    ----------
+    target_layer
+        A layer (name, path or object), or a list or tuple of them (several
+        layers fused); not ``None``.
+    is_one
+        Whether a tuple is one layer after all (JAX paths may be tuples of
+        names); by default every list and tuple lists layers.
+
+    Raises
+    ------
+    ConfigError
+        For an empty list.
+    """
+    several = isinstance(target_layer, (list, tuple)) and not (
+        is_one is not None and isinstance(target_layer, tuple) and is_one(target_layer)
+    )
+    layers = list(target_layer) if several else [target_layer]
+    if not layers:
+        raise ConfigError("target_layer is an empty list; name at least one layer")
+    return layers
+
+
+def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> LayerNotFoundError:
+    """The error for a layer name the model does not have, listing close matches.
+
+    Names that end with the requested one after a separator come first (so
+    ``"r2"`` suggests ``"_orig_mod.r2"`` in a ``torch.compile``d model), then
+    names that ``difflib`` finds close.
+
+    Parameters
+    ----------
+    target
+        The name the user asked for.
+    names
+        The model's layer names, in the model's order.
+    detail
+        Appended to the message (for example, a list of the last layers).
+    """
+    unique = list(dict.fromkeys(names))
+    suffixed = [n for n in unique if n != target and n.endswith(("." + target, "/" + target))]
+    close = difflib.get_close_matches(target, unique, n=5, cutoff=0.5)
+    suggestions = list(dict.fromkeys([*suffixed, *close]))[:5]
+    hint = f"; did you mean {', '.join(repr(c) for c in suggestions)}?" if suggestions else ""
+    return LayerNotFoundError(f"the model has no layer named {target!r}{hint}{detail}")
+
+
+def is_spatial_feature_map(shape: Sequence[int | None], floating: bool, layout: Layout) -> bool:
+    """Whether a layer's output can be explained: a 4-D floating-point map larger than 1x1.
+
+    Parameters
+    ----------
+    shape
+        The output's shape (``None`` for an unknown size).
+    floating
+        The output is a floating-point array.
+    layout
+        Where its channel axis is.
+    """
+    if not floating or len(shape) != 4 or any(side is None for side in shape):
+        return False
+    spatial = shape[1:3] if layout == "channels_last" else shape[2:4]
+    return math.prod(int(side) for side in spatial) > 1  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """What one recorded forward pass saw of a layer's last call.
+
+    Attributes
+    ----------
+    name
+        The layer's name or path.
+    order
+        When that call finished, counted over all recorded calls.
+    spatial
+        Its output was a spatial feature map (:func:`is_spatial_feature_map`).
+    kind
+        ``"convolution"`` (2-D convolutions of any kind), ``"pooling"``
+        (spatial max or average pooling), ``"container"`` (a layer made of
+        other recorded layers, such as a nested model or a block), or ``"other"``.
+    shape
+        The output's shape, for error messages.
+    """
+
+    name: str
+    order: int
+    spatial: bool
+    kind: LayerKind = "other"
+    shape: tuple[int, ...] = ()
+
+
+class LayerCallRecorder:
+    """The calls of every layer in one forward pass, for the choice of the default layer.
+
+    Parameters
+    ----------
+    layout
+        The layout of the layers' feature maps.
+
+    Attributes
+    ----------
+    finished
+        Each layer's last call (:class:`LayerCall`), by name.
+    calls
+        How many times each layer was called.
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout: Layout = layout
+        self.finished: dict[str, LayerCall] = {}
+        self.calls: Counter[str] = Counter()
+
+    def record(
+        self, name: str, shape: Sequence[int | None] | None, floating: bool, kind: LayerKind
+    ) -> None:
+        """A call of layer ``name`` finished with an output of ``shape`` (``None``: no array)."""
+        self.calls[name] += 1
+        found = tuple(shape or ())
+        spatial = shape is not None and is_spatial_feature_map(found, floating, self.layout)
+        self.finished[name] = LayerCall(name, self.calls.total(), spatial, kind, found)
+
+    def last_feature_layer(self) -> str:
+        """The default target layer among the recorded calls (:func:`pick_last_feature_layer`)."""
+        return pick_last_feature_layer(list(self.finished.values()))
+
+
+def _describe(calls: Sequence[LayerCall]) -> str:
+    listed = ", ".join(f"{call.name!r} {call.shape}" for call in calls)
+    return listed or "none"
+
+
+def pick_last_feature_layer(calls: Sequence[LayerCall]) -> str:
+    """Choose the default target layer: the last spatial feature map that feeds the head.
+
+    Parameters
+    ----------
+    calls
+        One :class:`LayerCall` per layer, from one recorded forward pass.
+
+    Returns
+    -------
+    str
+        Among the layers whose last call finished at or after the last
+        convolution with a spatial output (a 1x1 convolution after global
+        pooling, a classifier written as a convolution, does not count), the
+        one that finished last with a spatial output. Pooling layers are passed
+        over (Grad-CAM users explain VGG at ``block5_conv3``, not at
+        ``block5_pool``), and so are containers, whose innermost layer is
+        named instead.
+    """
+    spatial = sorted((call for call in calls if call.spatial), key=lambda call: call.order)
+    convolutions = [call.order for call in spatial if call.kind == "convolution"]
+    if not convolutions:
+        raise TargetLayerError(
+            "found no 2-D convolution with a spatial output to pick a target layer after; "
+            "pass target_layer= (a layer name or the layer itself). Layers with spatial "
+            f"outputs: {_describe(spatial[-8:])}"
+        )
+    after = max(convolutions)
+    candidates = [
+        call
+        for call in spatial
+        if call.order >= after and call.kind not in ("pooling", "container")
+    ]
+    if not candidates:
+        raise TargetLayerError(
+            "no layer after the last convolution outputs a spatial feature map; pass "
+            "target_layer= (a layer name or the layer itself). Candidates: "
+            f"{_describe(spatial[-8:])}"
+        )
+    return candidates[-1].name
