@@ -2,17 +2,24 @@
 
 >>> from groupcam_jax import GroupCAM
 >>> maps = GroupCAM.from_linen(module, variables, target_layer="stage4")(images)  # doctest: +SKIP
+
+The modules are those of every adapter: ``cam`` (``GroupCAM``), ``backend``
+(the core's backend protocol), ``layers`` (recording layer calls for the
+default layer), ``gradients`` (step 1's gradient pass), ``fast``
+(``fast=True``); and ``models`` (the ways into a JAX model: linen, NNX, a pair
+of functions).
 """
 
 from groupcam_core import Explanation, GroupCAMConfig
 
-from ._backend import DEFAULT_BATCH_SIZE, JaxBackend
-from ._models import FunctionPair, LayerCallback, LinenModel, ModelWayIn, NnxModel
+from .backend import DEFAULT_BATCH_SIZES, JaxBackend
 from .cam import GroupCAM
-from .gradient import gradient_by_perturbation
+from .fast import fast_mode
+from .gradients import gradient_by_perturbation
+from .models import FunctionPair, LayerCallback, LinenModel, ModelWayIn, NnxModel
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BATCH_SIZES",
     "Explanation",
     "FunctionPair",
     "GroupCAM",
@@ -22,5 +29,6 @@ __all__ = [
     "LinenModel",
     "ModelWayIn",
     "NnxModel",
+    "fast_mode",
     "gradient_by_perturbation",
 ]

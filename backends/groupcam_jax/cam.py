@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from groupcam_core.arguments import one_of
 from groupcam_core.config import GroupCAMConfig
-from groupcam_core.errors import BackendError, ConfigError
-from groupcam_core.explainer import ExplainerBase, pick_last_feature_layer
+from groupcam_core.errors import BackendError
 from groupcam_core.fast import FastMode
+from groupcam_core.kit import ExplainerBase, OutputSelector, pick_last_feature_layer
 from groupcam_core.protocol import Layout
-from groupcam_core.targets import OutputSelector
 from groupcam_core.transforms import FeatureTransform
 
-from ._backend import JaxBackend, device_fast_mode, record_layer_calls
-from ._models import FunctionPair, LinenModel, ModelWayIn, NnxModel
+from .backend import JaxBackend
+from .fast import fast_mode
+from .layers import record_layer_calls
+from .models import FunctionPair, LinenModel, ModelWayIn, NnxModel
 
 __all__ = ["GroupCAM"]
 
@@ -59,7 +61,7 @@ class GroupCAM(ExplainerBase):
         ``True`` runs the masked forward passes with the variables and the input
         in bfloat16 (float16 on GPUs of compute capability 7.x) up to the target
         layer and in float32 after it, where that was measured faster: on GPUs
-        and TPUs. On a CPU (XLA ran bfloat16 no faster) and for
+        and TPUs. On a CPU (see docs/benchmarks.md) and for
         ``GroupCAM(features_fn, head_fn)`` (the functions hold their own
         parameters) the passes stay exact; ``cam.fast_mode`` says which. The
         gradient pass and groupcam's arithmetic stay float32. Default ``False``.
@@ -106,29 +108,16 @@ class GroupCAM(ExplainerBase):
             way_in = FunctionPair(features_fn, head_fn)
         elif features_fn is not None or head_fn is not None:
             raise BackendError("pass either features_fn and head_fn, or way_in, not both")
-        if layout not in ("channels_last", "channels_first"):
-            raise ConfigError(f"layout must be 'channels_last' or 'channels_first', got {layout!r}")
-        if model_outputs not in ("logits", "probabilities"):
-            raise ConfigError(
-                f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
-            )
+        lock = way_in.lock_key()
         super().__init__(
-            way_in.lock_key(), groups, variant, batch_size, settings, reshape_transform, fast
+            lock, groups, variant, batch_size, settings, reshape_transform, fast, model_outputs
         )
         self.way_in = way_in
-        self.layout: Layout = layout
+        self.layout: Layout = one_of(layout, "layout", ("channels_last", "channels_first"))  # type: ignore[assignment]
         self.output = output
-        self.model_outputs = model_outputs
-        self._layer_names: tuple[str, ...] | None = None
-        if target_layer is not None:
-            several = isinstance(target_layer, list) or (
-                isinstance(target_layer, tuple) and not _is_path_tuple(target_layer)
-            )
-            targets = list(target_layer) if several else [target_layer]
-            if not targets:
-                raise ConfigError("target_layer is an empty list; name at least one layer")
-            self._layer_names = tuple(way_in.resolve(target, layout) for target in targets)
         self._backend: JaxBackend | None = None
+        self._variables: tuple[Any, Any] = ((), ())  # the way in's (structure key, variables)
+        self._set_target_layers(target_layer, is_one=_is_path_tuple)
 
     @classmethod
     def from_linen(
@@ -136,18 +125,10 @@ class GroupCAM(ExplainerBase):
         module: Any,
         variables: Any,
         target_layer: str | tuple[str, ...] | None = None,
-        groups: int = 32,
-        variant: str | GroupCAMConfig = "paper",
-        batch_size: int | None = None,
         *,
         method: str | Callable[..., Any] | None = None,
         apply_kwargs: dict[str, Any] | None = None,
-        layout: Layout = "channels_last",
-        output: OutputSelector = None,
-        model_outputs: ModelOutputs = "logits",
-        reshape_transform: FeatureTransform | None = None,
-        fast: bool = False,
-        **settings: Any,
+        **options: Any,
     ) -> GroupCAM:
         """Explain an unmodified ``flax.linen`` module.
 
@@ -171,38 +152,20 @@ class GroupCAM(ExplainerBase):
             Passed to ``module.apply`` (for example ``apply_kwargs={"train":
             False}``). Whatever they say, every ``BatchNorm`` uses its running
             averages and every ``Dropout`` is deterministic.
-        groups, variant, batch_size, layout, output, model_outputs, fast, **settings
-            As for :class:`GroupCAM`.
+        **options
+            Any other argument of :class:`GroupCAM` (``groups``, ``variant``,
+            ``batch_size``, ``layout``, ``output``, ``model_outputs``,
+            ``reshape_transform``, ``fast``, fields of the configuration).
         """
-        return cls(
-            way_in=LinenModel(module, variables, method, apply_kwargs),
-            target_layer=target_layer,
-            groups=groups,
-            variant=variant,
-            batch_size=batch_size,
-            layout=layout,
-            output=output,
-            model_outputs=model_outputs,
-            reshape_transform=reshape_transform,
-            fast=fast,
-            **settings,
-        )
+        way_in = LinenModel(module, variables, method, apply_kwargs)
+        return cls(way_in=way_in, target_layer=target_layer, **options)
 
     @classmethod
     def from_nnx(
         cls,
         model: Any,
         target_layer: Any = None,
-        groups: int = 32,
-        variant: str | GroupCAMConfig = "paper",
-        batch_size: int | None = None,
-        *,
-        layout: Layout = "channels_last",
-        output: OutputSelector = None,
-        model_outputs: ModelOutputs = "logits",
-        reshape_transform: FeatureTransform | None = None,
-        fast: bool = False,
-        **settings: Any,
+        **options: Any,
     ) -> GroupCAM:
         """Explain a ``flax.nnx`` module.
 
@@ -220,50 +183,44 @@ class GroupCAM(ExplainerBase):
             ``"layers/2"``; dots work too), the submodule object, or ``None``
             for the last submodule that outputs a spatial feature map after the
             last convolution.
-        groups, variant, batch_size, layout, output, model_outputs, fast, **settings
-            As for :class:`GroupCAM`.
+        **options
+            Any other argument of :class:`GroupCAM`, as for :meth:`from_linen`.
         """
-        return cls(
-            way_in=NnxModel(model),
-            target_layer=target_layer,
-            groups=groups,
-            variant=variant,
-            batch_size=batch_size,
-            layout=layout,
-            output=output,
-            model_outputs=model_outputs,
-            reshape_transform=reshape_transform,
-            fast=fast,
-            **settings,
-        )
+        return cls(way_in=NnxModel(model), target_layer=target_layer, **options)
 
     @property
     def input_layout(self) -> Layout:
         """The ``layout`` given: the layout of the input and of the feature map."""
         return self.layout
 
-    @property
-    def target_layer_name(self) -> str | None:
-        """Path(s) of the explained layer(s) (``None`` until found automatically)."""
-        return ", ".join(self._layer_names) if self._layer_names else None
+    def _resolve_layer(self, target: Any) -> str:
+        return self.way_in.resolve(target, self.layout)
+
+    def _layer_name(self, layer: str) -> str:
+        return layer
+
+    def _probe_backend(self) -> JaxBackend:
+        return self._make_backend(("",))
+
+    def _find_default_layer(self, probe: JaxBackend, batch: Any) -> str:
+        record = record_layer_calls(self.way_in, probe.variables, batch, self.layout)
+        return pick_last_feature_layer(list(record.finished.values()))
 
     def _backend_for(self, x: Any) -> JaxBackend:
-        key, variables = self.way_in.current_variables()
+        self._variables = self.way_in.current_variables()
+        key, variables = self._variables
         backend = self._backend
         if backend is not None and _same(backend.structure_key, key):
             backend.variables = variables
             return backend
-        if self._layer_names is None:
-            probe = self._make_backend(key, variables, ("",))
-            batch = probe.prepare_input(x)
-            if batch.ndim != 4 or 0 in batch.shape:
-                return probe  # the core reports the bad input
-            record = record_layer_calls(self.way_in, variables, batch, self.layout)
-            self._layer_names = (pick_last_feature_layer(list(record.finished.values())),)
-        self._backend = self._make_backend(key, variables, self._layer_names)
+        layers = self._layers_for(x)
+        if layers is None:
+            return self._probe_backend()  # the core reports the bad input
+        self._backend = self._make_backend(layers)
         return self._backend
 
-    def _make_backend(self, key: Any, variables: Any, layer_names: tuple[str, ...]) -> JaxBackend:
+    def _make_backend(self, layer_names: tuple[str, ...]) -> JaxBackend:
+        key, variables = self._variables
         return JaxBackend(
             self.way_in,
             key,
@@ -277,14 +234,10 @@ class GroupCAM(ExplainerBase):
     def _fast_mode(self, x: Any = None) -> FastMode:
         if isinstance(self.way_in, FunctionPair):
             return FastMode(reason="plain functions hold their own parameters: exact passes")
-        return device_fast_mode()
+        return fast_mode()
 
-    def __repr__(self) -> str:
-        layer = self.target_layer_name or "<last feature layer>"
-        return (
-            f"GroupCAM({self.way_in.description}, target_layer={layer!r}, "
-            f"groups={self.config.groups}{', fast=True' if self.fast else ''})"
-        )
+    def _model_description(self) -> str:
+        return self.way_in.description
 
 
 def _is_path_tuple(target: tuple[Any, ...]) -> bool:

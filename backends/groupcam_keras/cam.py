@@ -7,16 +7,14 @@ from typing import Any, Literal
 import keras
 
 from groupcam_core.config import GroupCAMConfig
-from groupcam_core.errors import BackendError, ConfigError
-from groupcam_core.explainer import ExplainerBase
 from groupcam_core.fast import FastMode
+from groupcam_core.kit import MODEL_OUTPUTS, ExplainerBase, OutputSelector, check_model
 from groupcam_core.protocol import Layout
-from groupcam_core.targets import OutputSelector
 from groupcam_core.transforms import FeatureTransform
 
-from ._backend import KerasBackend, make_backend
-from ._layers import Target, final_softmax, find_last_feature_layer, resolve_layer
-from ._precision import fast_mode
+from .backend import KerasBackend, make_backend
+from .fast import fast_mode
+from .layers import Target, final_softmax, find_last_feature_layer, resolve_layer
 
 __all__ = ["GroupCAM"]
 
@@ -76,6 +74,8 @@ class GroupCAM(ExplainerBase):
         Other fields of :class:`groupcam_core.GroupCAMConfig`.
     """
 
+    model_outputs_choices = ("auto", *MODEL_OUTPUTS)
+
     def __init__(
         self,
         model: keras.Model,
@@ -90,26 +90,15 @@ class GroupCAM(ExplainerBase):
         fast: bool = False,
         **settings: Any,
     ) -> None:
-        if not isinstance(model, keras.Model):
-            raise BackendError(
-                f"groupcam_keras.GroupCAM needs a keras.Model, got {type(model).__name__}"
-            )
-        if model_outputs not in ("auto", "logits", "probabilities"):
-            raise ConfigError(
-                f"model_outputs must be 'auto', 'logits' or 'probabilities', got {model_outputs!r}"
-            )
-        super().__init__(model, groups, variant, batch_size, settings, reshape_transform, fast)
+        check_model(model, keras.Model, "groupcam_keras.GroupCAM", "a keras.Model")
+        super().__init__(
+            model, groups, variant, batch_size, settings, reshape_transform, fast, model_outputs
+        )
         self.model = model
         self.output = output
-        self.model_outputs = model_outputs
         self.softmax_layer = final_softmax(model) if model_outputs == "auto" else None
-        self._layers: tuple[Target, ...] | None = None
-        if target_layer is not None:
-            requested = target_layer if isinstance(target_layer, (list, tuple)) else [target_layer]
-            if not requested:
-                raise ConfigError("target_layer is an empty list; name at least one layer")
-            self._layers = tuple(resolve_layer(model, target) for target in requested)
         self._backend: KerasBackend | None = None
+        self._set_target_layers(target_layer)
 
     @property
     def input_layout(self) -> Layout:
@@ -117,39 +106,39 @@ class GroupCAM(ExplainerBase):
         layout: Layout = keras.config.image_data_format()
         return layout
 
-    @property
-    def target_layer_name(self) -> str | None:
-        """Path(s) of the explained layer(s) or operation(s) (``None`` until found)."""
-        return ", ".join(target.path for target in self._layers) if self._layers else None
+    def _resolve_layer(self, target: str | keras.Operation) -> Target:
+        return resolve_layer(self.model, target)
+
+    def _layer_name(self, layer: Target) -> str:
+        return layer.path
+
+    def _probe_backend(self) -> KerasBackend:
+        return make_backend(self.model, self.model, "", None, False, self.output)
+
+    def _find_default_layer(self, probe: KerasBackend, batch: Any) -> str:
+        return find_last_feature_layer(self.model, lambda: probe.probe(batch))
 
     def _backend_for(self, x: Any) -> KerasBackend:
-        if self._layers is None:
-            probe = make_backend(self.model, self.model, "", None, False, self.output)
-            batch = probe.prepare_input(x)
-            if batch.ndim == 4 and batch.shape[0] > 0:
-                path = find_last_feature_layer(self.model, lambda: probe.probe(batch))
-                self._layers = (resolve_layer(self.model, path),)
-        if self._backend is None or self._layers is None:
-            backend = make_backend(
-                self.model,
-                list(self._layers or (Target("", self.model),)),
-                "",
-                self.softmax_layer,
-                self.model_outputs == "probabilities",
-                self.output,
-            )
-            if self._layers is None:
-                return backend
+        layers = self._layers_for(x)
+        if self._backend is not None and layers is not None:
+            return self._backend
+        backend = make_backend(
+            self.model,
+            list(layers or (Target("", self.model),)),
+            "",
+            self.softmax_layer,
+            self.model_outputs == "probabilities",
+            self.output,
+        )
+        if layers is not None:
             self._backend = backend
-        return self._backend
+        return backend
 
     def _fast_mode(self, x: Any = None) -> FastMode:
         return fast_mode()
 
-    def __repr__(self) -> str:
-        layer = self.target_layer_name or "<last feature layer>"
-        return (
-            f"GroupCAM({self.model.name}, target_layer={layer!r}, "
-            f"groups={self.config.groups}, backend={keras.backend.backend()!r}"
-            f"{', fast=True' if self.fast else ''})"
-        )
+    def _model_description(self) -> str:
+        return str(self.model.name)
+
+    def _repr_settings(self) -> str:
+        return f", backend={keras.backend.backend()!r}"

@@ -10,20 +10,14 @@ import torch
 from torch import nn
 
 from groupcam_core.config import GroupCAMConfig
-from groupcam_core.errors import BackendError, ConfigError
-from groupcam_core.explainer import ExplainerBase
 from groupcam_core.fast import FastMode
+from groupcam_core.kit import ExplainerBase, OutputSelector, check_model
 from groupcam_core.protocol import Layout
 from groupcam_core.transforms import FeatureTransform
 
-from ._backend import (
-    Autocast,
-    OutputSelector,
-    TorchBackend,
-    fast_mode_for,
-    model_device_and_dtype,
-)
-from ._layers import find_last_feature_layer, resolve_layer
+from .backend import TorchBackend, model_device_and_dtype
+from .fast import Autocast, fast_mode
+from .layers import find_last_feature_layer, resolve_layer
 
 __all__ = ["GroupCAM", "evaluation_mode"]
 
@@ -127,38 +121,28 @@ class GroupCAM(ExplainerBase):
         fast: bool = False,
         **settings: Any,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise BackendError(
-                f"groupcam_torch.GroupCAM needs a torch.nn.Module, got {type(model).__name__}"
-            )
-        if model_outputs not in ("logits", "probabilities"):
-            raise ConfigError(
-                f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}"
-            )
-        super().__init__(model, groups, variant, batch_size, settings, reshape_transform, fast)
+        check_model(model, nn.Module, "groupcam_torch.GroupCAM", "a torch.nn.Module")
+        super().__init__(
+            model, groups, variant, batch_size, settings, reshape_transform, fast, model_outputs
+        )
         self.model = model
         self.output = output
-        self.model_outputs = model_outputs
-        self._layers: list[tuple[str, nn.Module]] | None = None
         self._autocast: Autocast | None = None
         self._call_counts: dict[str, int] = {}  # target layer calls per forward pass
-        if target_layer is not None:
-            targets = target_layer if isinstance(target_layer, (list, tuple)) else [target_layer]
-            if not targets:
-                raise ConfigError("target_layer is an empty list; name at least one layer")
-            self._layers = [resolve_layer(model, target) for target in targets]
+        self._set_target_layers(target_layer)
 
     @property
     def input_layout(self) -> Layout:
         """``"channels_first"``: PyTorch models take ``(B, C, H, W)`` batches."""
         return "channels_first"
 
-    @property
-    def target_layer_name(self) -> str | None:
-        """Dotted name(s) of the explained layer(s) (``None`` until found automatically)."""
-        return ", ".join(name for name, _ in self._layers) if self._layers else None
+    def _resolve_layer(self, target: str | nn.Module) -> tuple[str, nn.Module]:
+        return resolve_layer(self.model, target)
 
-    def _make_backend(self, layers: list[tuple[str, nn.Module]]) -> TorchBackend:
+    def _layer_name(self, layer: tuple[str, nn.Module]) -> str:
+        return layer[0]
+
+    def _make_backend(self, layers: Sequence[tuple[str, nn.Module]]) -> TorchBackend:
         return TorchBackend(
             self.model,
             [layer for _, layer in layers],
@@ -169,17 +153,17 @@ class GroupCAM(ExplainerBase):
             call_counts=self._call_counts,
         )
 
+    def _probe_backend(self) -> TorchBackend:
+        return self._make_backend([("", self.model)])
+
+    def _find_default_layer(self, probe: TorchBackend, batch: torch.Tensor) -> str:
+        return find_last_feature_layer(self.model, lambda: probe.run_model(batch[:1]))
+
     def _backend_for(self, x: Any) -> TorchBackend:
-        if self._layers is None:
-            probe = self._make_backend([("", self.model)])
-            batch = probe.prepare_input(x)
-            if batch.ndim == 4 and batch.shape[0] > 0:
-                name = find_last_feature_layer(self.model, lambda: probe.run_model(batch[:1]))
-                self._layers = [resolve_layer(self.model, name)]
-        return self._make_backend(self._layers or [("", self.model)])
+        return self._make_backend(self._layers_for(x) or [("", self.model)])
 
     def _fast_mode(self, x: Any = None) -> FastMode:
-        return fast_mode_for(*model_device_and_dtype(self.model))
+        return fast_mode(*model_device_and_dtype(self.model))
 
     @contextmanager
     def _fast_passes(self, backend: TorchBackend, mode: FastMode) -> Iterator[None]:  # type: ignore[override]
@@ -203,10 +187,5 @@ class GroupCAM(ExplainerBase):
         finally:
             self._autocast = None
 
-    def __repr__(self) -> str:
-        layer = self.target_layer_name or "<last feature layer>"
-        return (
-            f"GroupCAM({type(self.model).__name__}, target_layer={layer!r}, "
-            f"groups={self.config.groups}, batch_size={self.batch_size}"
-            f"{', fast=True' if self.fast else ''})"
-        )
+    def _repr_settings(self) -> str:
+        return f", batch_size={self.batch_size}"

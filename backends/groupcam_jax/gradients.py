@@ -1,6 +1,7 @@
 """Step 1 in JAX: the gradient at a layer's output from one forward and one backward pass.
 
-Shared by :mod:`groupcam_jax` and ``groupcam_keras`` on Keras' JAX backend. The
+Shared by :mod:`groupcam_jax` and ``groupcam_keras`` on Keras' JAX backend (the
+one import between adapters, declared in pyproject's import contract). The
 model is run as a function of an additive perturbation ``delta`` of the target
 layer's output; the gradient of the target scores with respect to ``delta`` at
 zero is the gradient with respect to the activations. ``jax.vjp`` gives the
@@ -10,21 +11,22 @@ backward pass.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from groupcam_core.protocol import GradientPass, TargetResolver
+from groupcam_core.protocol import GradientPass, Objective
 
-__all__ = ["gradient_by_perturbation"]
+__all__ = ["PerturbationTap", "gradient_by_perturbation"]
 
 
 def gradient_by_perturbation(
     split: Callable[[Any], tuple[Any, Any]],
     delta_shapes: jax.ShapeDtypeStruct | Sequence[jax.ShapeDtypeStruct],
-    objective: TargetResolver,
+    objective: Objective,
 ) -> GradientPass:
     """Outputs, activations and the gradient of the target scores at one or more layers.
 
@@ -54,3 +56,21 @@ def gradient_by_perturbation(
     cotangent = jax.grad(lambda out: jnp.sum(objective.scores(out, targets)))(outputs)
     (gradients,) = pullback(cotangent)
     return GradientPass(activations, gradients, outputs, targets)
+
+
+class PerturbationTap:
+    """Adds a ``delta`` to the output of one call of each target layer and keeps that output."""
+
+    def __init__(self, deltas: dict[str, Any], calls: dict[str, int]) -> None:
+        self.deltas = deltas
+        self.calls = calls
+        self.seen: Counter[str] = Counter()
+        self.activations: dict[str, Any] = {}
+
+    def __call__(self, path: str, module: Any, output: Any) -> Any:
+        index = self.seen[path]
+        self.seen[path] += 1
+        if path not in self.deltas or index != self.calls[path]:
+            return output
+        self.activations[path] = output
+        return output + self.deltas[path]

@@ -18,7 +18,7 @@ import keras
 
 from groupcam_core.fast import FastMode, cpu_has_native_bfloat16, gpu_fast_mode
 
-from ._layers import _output_layer
+from .layers import output_layer
 
 __all__ = ["fast_mode", "mixed_precision"]
 
@@ -47,7 +47,7 @@ def mixed_precision(model: keras.Model, dtype: str | None) -> Iterator[None]:
         return
     policy = keras.DTypePolicy(f"mixed_{dtype}")
     try:
-        keep = _output_layer(model)
+        keep = output_layer(model)
     except (AttributeError, ValueError):
         keep = None
     switched: list[tuple[keras.Layer, Any]] = []
@@ -70,14 +70,13 @@ def mixed_precision(model: keras.Model, dtype: str | None) -> Iterator[None]:
 
 
 def fast_mode() -> FastMode:
-    """What ``fast=True`` does on the Keras backend and device in use (measured in
-    docs/benchmarks.md).
+    """What ``fast=True`` does on the Keras backend and device in use.
 
-    TensorFlow on a CPU with native bfloat16 (oneDNN): ``mixed_bfloat16``, 1.6
-    times faster for a ResNet50's passes here. On the JAX and PyTorch backends'
-    CPU paths bfloat16 was no faster (XLA:CPU) or slower (Keras on torch), so
-    they keep the exact passes. On GPUs: bfloat16 from compute capability 8 on,
-    float16 on 7.x.
+    TensorFlow on a CPU with native bfloat16 (oneDNN): ``mixed_bfloat16``. On
+    the JAX and PyTorch backends' CPU paths bfloat16 was measured no faster,
+    so they keep the exact passes. On GPUs: bfloat16 from compute capability 8
+    on, float16 on 7.x; on TPUs bfloat16. docs/benchmarks.md has the
+    measurements.
     """
     name = keras.backend.backend()
     capability = _gpu_capability(name)

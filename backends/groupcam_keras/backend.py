@@ -15,30 +15,34 @@ import keras
 import numpy as np
 
 from groupcam_core.dtypes import is_real_floating
-from groupcam_core.errors import (
-    BackendError,
-    GroupCAMError,
-    InputError,
-    layer_not_called,
-    layer_not_connected,
-    model_failed,
-)
-from groupcam_core.explainer import floating_batch
+from groupcam_core.errors import BackendError, GroupCAMError, InputError, model_failed
 from groupcam_core.fast import EXACT, FastMode
-from groupcam_core.plumbing import cast_input
-from groupcam_core.protocol import GradientPass, TargetResolver
-from groupcam_core.targets import OutputSelector, select_class_scores
+from groupcam_core.kit import (
+    OutputSelector,
+    cast_input,
+    default_batch_size,
+    floating_batch,
+    select_class_scores,
+)
+from groupcam_core.protocol import GradientPass, Objective
 
-from ._compiled import selector_key, shared_forward
-from ._layers import Target, logits_instead_of_softmax
-from ._precision import mixed_precision
+from .compiled import selector_key, shared_forward
+from .fast import mixed_precision
+from .gradients import jax_gradient_pass, tensorflow_gradient_pass, torch_gradient_pass
+from .layers import Target, logits_instead_of_softmax
 
-__all__ = ["DEFAULT_BATCH_SIZE", "KerasBackend", "make_backend"]
+__all__ = ["DEFAULT_BATCH_SIZES", "KerasBackend", "make_backend", "select_output"]
 
-#: Rows per masked forward pass on CPU, by Keras backend, and on accelerators
-#: (see docs/benchmarks.md): TensorFlow's CPU kernels want large batches, eager
-#: PyTorch small ones.
-DEFAULT_BATCH_SIZE = {"tensorflow": 32, "jax": 16, "torch": 4, "accelerator": 64}
+#: Rows per masked forward pass on CPU, by Keras backend (see docs/benchmarks.md):
+#: TensorFlow's CPU kernels want large batches, eager PyTorch small ones.
+_CPU_BATCH_SIZES = {"tensorflow": 32, "jax": 16, "torch": 4}
+#: Rows per masked forward pass when the user gives no ``batch_size``: on a CPU
+#: (for the Keras backend this process runs, which Keras fixes at import) and on
+#: accelerators.
+DEFAULT_BATCH_SIZES: dict[str, int] = {
+    "cpu": _CPU_BATCH_SIZES.get(keras.backend.backend(), 32),
+    "accelerator": 64,
+}
 
 
 def _is_tensor(value: Any) -> bool:
@@ -65,7 +69,7 @@ class KerasBackend:
     layer
         The layer or functional-graph operation whose output (or first input,
         with ``at_input``) is the target feature map; or a sequence of
-        :class:`~groupcam_keras._layers.Target` for several target layers
+        :class:`~groupcam_keras.layers.Target` for several target layers
         (``layer_name`` and ``at_input`` are then ignored).
     layer_name
         Its path, as the user sees it (``"outer/inner"``, ``"head_gap:input"``).
@@ -114,9 +118,9 @@ class KerasBackend:
 
     @property
     def default_batch_size(self) -> int:
-        if _has_accelerator():
-            return DEFAULT_BATCH_SIZE["accelerator"]
-        return DEFAULT_BATCH_SIZE[keras.backend.backend()]
+        return default_batch_size(
+            DEFAULT_BATCH_SIZES, "accelerator" if _has_accelerator() else "cpu"
+        )
 
     @contextmanager
     def logits(self) -> Iterator[None]:
@@ -134,7 +138,7 @@ class KerasBackend:
         self._check_channels(array)
         return array
 
-    def _select(self, raw: Any) -> Any:
+    def select(self, raw: Any) -> Any:
         return select_output(raw, self.output)
 
     @contextmanager
@@ -145,7 +149,7 @@ class KerasBackend:
                 stack.enter_context(target.routed(make(target.path)))
             yield
 
-    def _result(
+    def pass_result(
         self, activations: Sequence[Any], gradients: Sequence[Any], outputs: Any, targets: Any
     ) -> GradientPass:
         if len(self.targets) == 1:
@@ -312,45 +316,8 @@ class TensorFlowKeras(KerasBackend):
     def _probe(self, first: Any) -> None:
         self.model(self.tf.constant(first), **self.call_kwargs)
 
-    def gradient_pass(self, x: np.ndarray, objective: TargetResolver) -> GradientPass:
-        tf = self.tf
-        captured: dict[str, Any] = {}
-        # Only the target tensors are watched, not the variables: the tape records
-        # nothing below the layer, and the backward pass stops at the layer (as
-        # torch's no_grad below the layer does) instead of running through the
-        # whole network to every weight.
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-
-            def make(path: str) -> Callable[[Any], Any]:
-                def capture(output: Any) -> Any:
-                    tape.watch(output)
-                    captured[path] = output  # the last call's output wins
-                    return output
-
-                return capture
-
-            with self.logits(), self.routed(make):
-                outputs = self._select(
-                    self.run_model(lambda: self.model(tf.constant(x), **self.call_kwargs), x)
-                )
-        for path in self.layer_names:
-            if path not in captured:
-                raise layer_not_called(path)
-        outputs_np = np.asarray(outputs)
-        targets = objective(outputs_np)
-        with tape:
-            score = tf.reduce_sum(objective.scores(outputs, targets))
-        tensors = [captured[path] for path in self.layer_names]
-        gradients = tape.gradient(score, tensors)
-        for path, gradient in zip(self.layer_names, gradients, strict=True):
-            if gradient is None:
-                raise layer_not_connected(path)
-        return self._result(
-            [np.asarray(t) for t in tensors],
-            [np.asarray(g) for g in gradients],
-            outputs_np,
-            targets,
-        )
+    def gradient_pass(self, x: np.ndarray, objective: Objective) -> GradientPass:
+        return tensorflow_gradient_pass(self, x, objective)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         compiled = self._forward_function(_tensorflow_forward)
@@ -377,7 +344,7 @@ class JaxKeras(KerasBackend):
 
         self.jax, self.jnp = jax, jnp
 
-    def _variables(self) -> tuple[list[Any], list[Any]]:
+    def variables(self) -> tuple[list[Any], list[Any]]:
         return (
             [v.value for v in self.model.trainable_variables],
             [v.value for v in self.model.non_trainable_variables],
@@ -386,65 +353,8 @@ class JaxKeras(KerasBackend):
     def prepare_input(self, x: Any) -> Any:
         return self.jnp.asarray(self._as_numpy(x))
 
-    def _split(
-        self,
-        trainable: Any,
-        frozen: Any,
-        x: Any,
-        deltas: tuple[Any, ...] | None,
-        perturbed_calls: tuple[int, ...] | None = None,
-    ) -> tuple[Any, tuple[Any, ...], dict[str, int]]:
-        """Outputs and the targets' activations, with ``deltas`` added at one call of each.
-
-        A layer called several times is explained at its last call (as on the
-        other backends): ``perturbed_calls`` are those calls' indices, learned
-        from a first, abstract pass that only counts calls (``deltas=None``).
-        """
-        captured: dict[str, Any] = {}
-        calls: dict[str, int] = dict.fromkeys(self.layer_names, 0)
-
-        def make(path: str) -> Callable[[Any], Any]:
-            number = self.layer_names.index(path)
-
-            def perturb(output: Any) -> Any:
-                index = calls[path]
-                calls[path] += 1
-                if perturbed_calls is not None and index != perturbed_calls[number]:
-                    return output
-                captured[path] = output
-                return output if deltas is None else output + deltas[number]
-
-            return perturb
-
-        with self.logits(), self.routed(make):
-            outputs, _ = self.model.stateless_call(trainable, frozen, x, **self.call_kwargs)
-        for path in self.layer_names:
-            if path not in captured:
-                raise layer_not_called(path)
-        return self._select(outputs), tuple(captured[p] for p in self.layer_names), calls
-
-    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
-        from groupcam_jax.gradient import gradient_by_perturbation
-
-        trainable, frozen = self._variables()
-        counted: dict[str, int] = {}
-
-        def count(x: Any) -> Any:
-            _, activations, calls = self._split(trainable, frozen, x, None)
-            counted.update(calls)
-            return activations  # of the last calls: their shapes are the deltas' shapes
-
-        shapes = self.run_model(lambda: self.jax.eval_shape(count, x), x)
-        last = tuple(counted[path] - 1 for path in self.layer_names)
-        result = self.run_model(
-            lambda: gradient_by_perturbation(
-                lambda deltas: self._split(trainable, frozen, x, deltas, last)[:2],
-                tuple(shapes),
-                objective,
-            ),
-            x,
-        )
-        return self._result(result.activations, result.gradients, result.outputs, result.targets)
+    def gradient_pass(self, x: Any, objective: Objective) -> GradientPass:
+        return jax_gradient_pass(self, x, objective)
 
     def _probe(self, first: Any) -> None:
         """Abstract (``jax.eval_shape``): shapes only, no arithmetic, for a built model.
@@ -460,7 +370,7 @@ class JaxKeras(KerasBackend):
 
     def _abstract_run(self, first: Any) -> bool:
         """``jax.eval_shape`` of the model on ``first``; ``False`` if it raised."""
-        trainable, frozen = self._variables()
+        trainable, frozen = self.variables()
         kwargs = self.call_kwargs
         try:
             self.jax.eval_shape(
@@ -475,7 +385,7 @@ class JaxKeras(KerasBackend):
 
     def forward(self, x: Any) -> Any:
         compiled = self._forward_function(_jax_forward)
-        trainable, frozen = self._variables()
+        trainable, frozen = self.variables()
         with self.logits():
             return self.run_model(lambda: compiled(trainable, frozen, x), x)
 
@@ -497,14 +407,8 @@ class TorchKeras(KerasBackend):
     def prepare_input(self, x: Any) -> Any:
         return keras.ops.convert_to_tensor(self._as_numpy(x))
 
-    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
-        from groupcam_torch.autograd import gradient_at_layers
-
-        def run(x: Any, capture_for: Any) -> Any:
-            with self.logits(), self.routed(capture_for):
-                return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
-
-        return gradient_at_layers(run, x, objective, list(self.layer_names))
+    def gradient_pass(self, x: Any, objective: Objective) -> GradientPass:
+        return torch_gradient_pass(self, x, objective)
 
     def _probe(self, first: Any) -> None:
         with self.torch.no_grad():
@@ -512,7 +416,7 @@ class TorchKeras(KerasBackend):
 
     def forward(self, x: Any) -> Any:
         with self.torch.no_grad(), self.logits(), mixed_precision(self.model, self.fast.dtype):
-            return self._select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
+            return self.select(self.run_model(lambda: self.model(x, **self.call_kwargs), x))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()

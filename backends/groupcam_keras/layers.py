@@ -21,19 +21,17 @@ from typing import Any, NamedTuple
 import keras
 
 from groupcam_core.errors import BackendError, LayerNotFoundError, TargetLayerError
-from groupcam_core.explainer import (
-    LayerCall,
-    LayerKind,
-    pick_last_feature_layer,
-    unknown_layer_error,
-)
+from groupcam_core.kit import LayerCallRecorder, LayerKind, unknown_layer_error
 
 __all__ = [
     "CONVOLUTIONS",
     "INPUT_SUFFIX",
     "Target",
     "all_layers",
+    "final_softmax",
     "find_last_feature_layer",
+    "logits_instead_of_softmax",
+    "output_layer",
     "patched_call",
     "patched_input",
     "resolve_layer",
@@ -224,7 +222,7 @@ def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
 
     ``run`` calls the model once (eagerly or on abstract values) while every
     layer and graph operation is patched to record its calls;
-    :func:`groupcam_core.explainer.pick_last_feature_layer` chooses. A layer's
+    :func:`groupcam_core.kit.pick_last_feature_layer` chooses. A layer's
     first input that no recorded operation made (a tensor computed by ``x + y``
     in a subclassed model's ``call``) is recorded too, as ``"<layer>:input"``,
     when that layer's call starts.
@@ -236,21 +234,14 @@ def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
     """
     layers = list(all_layers(model))
     kinds = {path: _kind(operation) for path, operation in layers}
-    last_call: dict[str, LayerCall] = {}
-    counter = [0]
+    recorder = LayerCallRecorder(keras.config.image_data_format())
     made: set[int] = set()  # ids of the tensors recorded operations returned
     keep_alive: list[Any] = []  # ...kept alive, so that ids stay unique during the run
-    channels_last = keras.config.image_data_format() == "channels_last"
 
     def record(name: str, value: Any, kind: LayerKind) -> None:
-        counter[0] += 1
-        shape = tuple(getattr(value, "shape", None) or ())
-        spatial = (
-            len(shape) == 4
-            and None not in shape
-            and (shape[1] * shape[2] > 1 if channels_last else shape[2] * shape[3] > 1)
-        )
-        last_call[name] = LayerCall(name, counter[0], bool(spatial), kind, shape)
+        shape = getattr(value, "shape", None)
+        floating = "float" in str(getattr(value, "dtype", ""))  # float16/32/64 and bfloat16
+        recorder.record(name, None if shape is None else tuple(shape), floating, kind)
 
     def make(path: str, operation: keras.Operation) -> Callable[..., Any]:
         original = operation.call
@@ -271,24 +262,25 @@ def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
         for path, operation in layers:
             stack.enter_context(replaced_call(operation, make(path, operation)))
         run()
-    return pick_last_feature_layer(list(last_call.values()))
+    return recorder.last_feature_layer()
 
 
-def _output_layer(model: keras.Layer) -> keras.Layer | None:
+def output_layer(model: keras.Layer) -> keras.Layer | None:
+    """The layer that makes the model's only output (inside nested models), if one can be seen."""
     outputs = getattr(model, "outputs", None)
     if not outputs or len(outputs) != 1:
         return None
     history = getattr(outputs[0], "_keras_history", None)
     layer = getattr(history, "operation", None)
     if isinstance(layer, keras.Model):
-        return _output_layer(layer) or layer
+        return output_layer(layer) or layer
     return layer
 
 
 def final_softmax(model: keras.Model) -> keras.Layer | None:
     """The layer that applies the model's final softmax, if one can be seen."""
     try:
-        layer = _output_layer(model)
+        layer = output_layer(model)
     except (AttributeError, ValueError):
         layer = None
     if layer is None:

@@ -1,6 +1,7 @@
-"""Step 1 with torch autograd: one forward pass and the gradient at one layer's output.
+"""Step 1 with torch autograd: one forward pass and the gradient at the layers' outputs.
 
-Shared by :mod:`groupcam_torch` and ``groupcam_keras`` on Keras' torch backend.
+Shared by :mod:`groupcam_torch` and ``groupcam_keras`` on Keras' torch backend
+(the one import between adapters, declared in pyproject's import contract).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from typing import Any
 import torch
 
 from groupcam_core.errors import TargetLayerError, layer_not_called, layer_not_connected
-from groupcam_core.protocol import GradientPass, TargetResolver
+from groupcam_core.protocol import GradientPass, Objective
 
-__all__ = ["Capture", "gradient_at_layer", "gradient_at_layers"]
+__all__ = ["Capture", "gradient_at_layers"]
 
 #: Applied to the target layer's output during the forward pass; returns what
 #: the rest of the network sees in its place.
@@ -23,7 +24,7 @@ Capture = Callable[[Any], torch.Tensor]
 def gradient_at_layers(
     run: Callable[[torch.Tensor, Callable[[str], Capture]], Any],
     x: torch.Tensor,
-    objective: TargetResolver,
+    objective: Objective,
     layer_names: Sequence[str],
     expected_calls: Mapping[str, int] | None = None,
 ) -> GradientPass:
@@ -108,15 +109,3 @@ def gradient_at_layers(
     if len(layer_names) == 1:
         return GradientPass(activations[0], gradients[0], outputs.detach(), targets)
     return GradientPass(activations, gradients, outputs.detach(), targets, tuple(layer_names))
-
-
-def gradient_at_layer(
-    run: Callable[[torch.Tensor, Capture], Any],
-    x: torch.Tensor,
-    objective: TargetResolver,
-    layer_name: str,
-) -> GradientPass:
-    """:func:`gradient_at_layers` for one layer: ``run(x, capture)`` applies ``capture``."""
-    return gradient_at_layers(
-        lambda x, capture_for: run(x, capture_for(layer_name)), x, objective, [layer_name]
-    )

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from groupcam_core.targets import OutputSelector
+from groupcam_core.kit import OutputSelector
 
 __all__ = ["selector_key", "shared_forward"]
 

@@ -1,152 +1,36 @@
-"""The core's backend protocol for JAX models, on top of a way in (see _models)."""
+"""The core's backend protocol for JAX models, on top of a way in (see :mod:`.models`)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Hashable
-from dataclasses import dataclass, field, replace
+from collections.abc import Hashable
+from dataclasses import replace
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from groupcam_core.errors import GroupCAMError, TargetLayerError, layer_not_called, model_failed
-from groupcam_core.explainer import LayerCall, floating_batch, unknown_layer_error
-from groupcam_core.fast import EXACT, FastMode, gpu_fast_mode
-from groupcam_core.protocol import GradientPass, Layout, TargetResolver
-from groupcam_core.targets import OutputSelector, select_class_scores
+from groupcam_core.errors import TargetLayerError, layer_not_called
+from groupcam_core.fast import EXACT, FastMode
+from groupcam_core.kit import (
+    OutputSelector,
+    default_batch_size,
+    floating_batch,
+    select_class_scores,
+    unknown_layer_error,
+)
+from groupcam_core.protocol import GradientPass, Layout, Objective
 
-from ._models import LayerCallback, ModelWayIn
-from .gradient import gradient_by_perturbation
+from .fast import HeadInFloat32, cast_floats
+from .gradients import PerturbationTap, gradient_by_perturbation
+from .layers import record_layer_calls
+from .models import LayerCallback, ModelWayIn
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "JaxBackend",
-    "LayerCalls",
-    "device_fast_mode",
-    "record_layer_calls",
-]
+__all__ = ["DEFAULT_BATCH_SIZES", "JaxBackend"]
 
 #: Rows per masked forward pass when the user gives no ``batch_size``: on a CPU
 #: (see docs/benchmarks.md) and on accelerators.
-DEFAULT_BATCH_SIZE = {"cpu": 8, "accelerator": 64}
-
-
-@dataclass
-class LayerCalls:
-    """What one abstract pass through the model saw of its tapped layers.
-
-    Attributes
-    ----------
-    finished
-        For each layer path: its last call (see
-        :class:`groupcam_core.explainer.LayerCall`).
-    calls
-        How many times each layer was called.
-    shapes
-        Shape and dtype of each layer's floating-point output at its last call.
-    """
-
-    finished: dict[str, LayerCall] = field(default_factory=dict)
-    calls: Counter[str] = field(default_factory=Counter)
-    shapes: dict[str, jax.ShapeDtypeStruct] = field(default_factory=dict)
-
-
-def record_layer_calls(
-    way_in: ModelWayIn,
-    variables: Any,
-    x: Any,
-    layout: Layout,
-    only: Collection[str] | None = None,
-) -> LayerCalls:
-    """Trace the model abstractly on ``x`` (nothing is computed) and record its layer calls."""
-    record = LayerCalls()
-    spatial_axes = (1, 2) if layout == "channels_last" else (2, 3)
-
-    def callback(path: str, module: Any, output: Any) -> Any:
-        is_float = isinstance(output, jax.Array) and jnp.issubdtype(output.dtype, jnp.floating)
-        is_map = is_float and output.ndim == 4
-        spatial = is_map and output.shape[spatial_axes[0]] * output.shape[spatial_axes[1]] > 1
-        record.calls[path] += 1
-        kind = "convolution" if way_in.is_convolution(module) else "other"
-        shape = tuple(getattr(output, "shape", ()))
-        record.finished[path] = LayerCall(path, record.calls.total(), bool(spatial), kind, shape)
-        if is_float:
-            record.shapes[path] = jax.ShapeDtypeStruct(output.shape, output.dtype)
-        return output
-
-    try:
-        jax.eval_shape(lambda v, batch: way_in.run(v, batch, callback, only), variables, x)
-    except GroupCAMError:
-        raise
-    except Exception as error:
-        raise model_failed(way_in.description, tuple(x.shape), layout, error) from error
-    return record
-
-
-def device_fast_mode() -> FastMode:
-    """What ``fast=True`` does on JAX's default device (measured in docs/benchmarks.md).
-
-    On a CPU, XLA ran a ResNet-50 no faster in bfloat16 than in float32, so the
-    passes stay exact there; on NVIDIA GPUs bfloat16 from compute capability 8
-    on (float16 on 7.x); on TPUs bfloat16.
-    """
-    device = jax.devices()[0]
-    if device.platform == "gpu":
-        try:
-            major, minor = str(device.compute_capability).split(".")[:2]
-            capability: tuple[int, int] | None = (int(major), int(minor))
-        except (AttributeError, ValueError):
-            capability = None
-        return gpu_fast_mode(capability)
-    if device.platform == "tpu":
-        return FastMode("bfloat16", False, True, "TPU: bfloat16")
-    return FastMode(reason="XLA:CPU measured no faster in bfloat16 than float32: exact passes")
-
-
-def _cast_floats(tree: Any, dtype: Any) -> Any:
-    """``tree`` with every float32 array leaf cast to ``dtype``."""
-
-    def cast(leaf: Any) -> Any:
-        if isinstance(leaf, (jax.Array, np.ndarray)) and leaf.dtype == jnp.float32:
-            return jnp.asarray(leaf, dtype)
-        return leaf
-
-    return jax.tree_util.tree_map(cast, tree)
-
-
-class _HeadInFloat32:
-    """Casts each target layer's output to float32 at its last call (fast passes)."""
-
-    def __init__(self, calls: dict[str, int]) -> None:
-        self.calls = calls
-        self.seen: Counter[str] = Counter()
-
-    def __call__(self, path: str, module: Any, output: Any) -> Any:
-        index = self.seen[path]
-        self.seen[path] += 1
-        if index == self.calls.get(path, -1) and jnp.issubdtype(output.dtype, jnp.floating):
-            return output.astype(jnp.float32)
-        return output
-
-
-class _Tap:
-    """Adds a ``delta`` to the output of one call of each target layer and keeps that output."""
-
-    def __init__(self, deltas: dict[str, Any], calls: dict[str, int]) -> None:
-        self.deltas = deltas
-        self.calls = calls
-        self.seen: Counter[str] = Counter()
-        self.activations: dict[str, Any] = {}
-
-    def __call__(self, path: str, module: Any, output: Any) -> Any:
-        index = self.seen[path]
-        self.seen[path] += 1
-        if path not in self.deltas or index != self.calls[path]:
-            return output
-        self.activations[path] = output
-        return output + self.deltas[path]
+DEFAULT_BATCH_SIZES: dict[str, int] = {"cpu": 8, "accelerator": 64}
 
 
 class JaxBackend:
@@ -192,7 +76,7 @@ class JaxBackend:
 
     @property
     def default_batch_size(self) -> int:
-        return DEFAULT_BATCH_SIZE["cpu" if jax.default_backend() == "cpu" else "accelerator"]
+        return default_batch_size(DEFAULT_BATCH_SIZES, jax.default_backend())
 
     def _select(self, raw: Any) -> Any:
         return select_class_scores(raw, self.output, _is_jax_array, "jax.Array")
@@ -206,7 +90,7 @@ class JaxBackend:
         """The model in ``dtype`` up to the target layers, in float32 after their last calls."""
         callback: LayerCallback | None = None
         if calls is not None:
-            callback = _HeadInFloat32(dict(zip(self.layer_names, calls, strict=True)))
+            callback = HeadInFloat32(dict(zip(self.layer_names, calls, strict=True)))
         only = self.layer_names if calls is not None else None
         outputs = self._select(self.way_in.run(variables, x.astype(dtype), callback, only))
         return outputs.astype(jnp.float32)
@@ -215,7 +99,9 @@ class JaxBackend:
         self, variables: Any, x: Any, deltas: tuple[Any, ...], calls: tuple[int, ...]
     ) -> tuple[Any, tuple[Any, ...]]:
         names = self.layer_names
-        tap = _Tap(dict(zip(names, deltas, strict=True)), dict(zip(names, calls, strict=True)))
+        tap = PerturbationTap(
+            dict(zip(names, deltas, strict=True)), dict(zip(names, calls, strict=True))
+        )
         callback: LayerCallback = tap
         outputs = self._select(self.way_in.run(variables, x, callback, names))
         return outputs, tuple(tap.activations[name] for name in names)
@@ -252,7 +138,7 @@ class JaxBackend:
             )
         return self._layer_calls[key]
 
-    def gradient_pass(self, x: Any, objective: TargetResolver) -> GradientPass:
+    def gradient_pass(self, x: Any, objective: Objective) -> GradientPass:
         calls, shapes = self._target_calls(x)
         variables = self.variables
         result = gradient_by_perturbation(
@@ -269,7 +155,7 @@ class JaxBackend:
             return self._forward(self.variables, x)
         cached = self._fast_variables
         if cached is None or cached[0] is not self.variables or cached[1] != dtype:
-            cast = _cast_floats(self.variables, jnp.dtype(dtype))
+            cast = cast_floats(self.variables, jnp.dtype(dtype))
             # Nothing to cast (plain functions hold their own parameters): exact passes.
             changed = any(
                 a is not b

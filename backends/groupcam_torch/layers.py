@@ -9,12 +9,7 @@ import torch
 from torch import nn
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.explainer import (
-    LayerCall,
-    LayerKind,
-    pick_last_feature_layer,
-    unknown_layer_error,
-)
+from groupcam_core.kit import LayerCallRecorder, LayerKind, unknown_layer_error
 
 __all__ = ["find_last_feature_layer", "resolve_layer"]
 
@@ -72,23 +67,21 @@ def find_last_feature_layer(
     """Name of the last module, in execution order, that outputs a spatial feature map.
 
     ``run()`` runs ``model`` once (on one probe image) while every submodule has
-    a forward hook; :func:`groupcam_core.explainer.pick_last_feature_layer`
+    a forward hook; :func:`groupcam_core.kit.pick_last_feature_layer`
     chooses among the recorded calls. For a torchvision ResNet that is
     ``layer4``; for EfficientNet the activation after ``_conv_head``; for VGG
     the ReLU before the last max pooling. ``layers`` names the modules to watch
     and their kinds (default: every submodule, its kind from its class).
     """
-    last_call: dict[str, LayerCall] = {}
-    counter = [0]
+    recorder = LayerCallRecorder("channels_first")
     handles = []
 
-    def make_hook(name: str, kind: LayerKind):
+    def make_hook(name: str, kind: LayerKind) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            counter[0] += 1
-            is_map = torch.is_tensor(output) and output.ndim == 4 and output.is_floating_point()
-            spatial = bool(is_map and output.shape[2] * output.shape[3] > 1)
-            shape = tuple(output.shape) if torch.is_tensor(output) else ()
-            last_call[name] = LayerCall(name, counter[0], spatial, kind, shape)
+            if torch.is_tensor(output):
+                recorder.record(name, tuple(output.shape), output.is_floating_point(), kind)
+            else:
+                recorder.record(name, None, False, kind)
 
         return hook
 
@@ -102,4 +95,4 @@ def find_last_feature_layer(
     finally:
         for handle in handles:
             handle.remove()
-    return pick_last_feature_layer(list(last_call.values()))
+    return recorder.last_feature_layer()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from typing import Any, Protocol
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.explainer import unknown_layer_error
+from groupcam_core.kit import unknown_layer_error
 
 __all__ = [
     "FunctionPair",
