@@ -62,3 +62,11 @@ def write_image_folder(root: Path) -> Path:
     (root / "notes.txt").write_text("not an image, and not looked at\n")
     Image.fromarray(blob_picture(11)).save(root / ".hidden/skipped.png")
     return root
+
+
+def results_by_path(out: Path) -> dict[str, dict[str, str]]:
+    """The rows of ``out/results.csv``, by the image's path below the ``images`` folder."""
+    import csv
+
+    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
+        return {row["path"].split("/images/", 1)[1]: row for row in csv.DictReader(handle)}

@@ -52,6 +52,17 @@ def blob_input(image: np.ndarray) -> np.ndarray:
 
 def reference_input(path: str, size: int = SIZE, how: str = "imagenet") -> np.ndarray:
     """What ``groupcam explain`` feeds the model for ``path``: ``(1, size, size, 3)`` float32."""
-    from groupcam_core.jobs.images import decode_image, fit_to_size, normalize
+    from groupcam.jobs.images import decode_image, fit_to_size, normalize
 
     return normalize(fit_to_size(decode_image(path), (size, size)).pixels, how)[None]
+
+
+def torch_lite0_map(path: str, size: int = 64, groups: int = 8) -> np.ndarray:
+    """The map ``groupcam explain efficientnet-lite0`` gives ``path`` in torch, as the reference."""
+    import torch
+
+    from groupcam.zoo.lite0_torch import efficientnet_lite0
+    from groupcam_torch import GroupCAM
+
+    x = reference_input(path, size, "inception").transpose(0, 3, 1, 2).copy()
+    return GroupCAM(efficientnet_lite0(), groups=groups)(torch.from_numpy(x))[0]

@@ -17,7 +17,7 @@ def torch_model() -> Any:
     """The torch EfficientNet-Lite0 with its ImageNet weights, in eval mode (built once)."""
     import torch
 
-    from groupcam_torch.pretrained import efficientnet_lite0
+    from groupcam.zoo.lite0_torch import efficientnet_lite0
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return efficientnet_lite0()
@@ -26,13 +26,13 @@ def torch_model() -> Any:
 @lru_cache(maxsize=1)
 def torch_reference() -> tuple[np.ndarray, np.ndarray]:
     """``(images, logits)``: the sample photos as ``(4, 224, 224, 3)`` float32,
-    normalized as ``groupcam_torch.pretrained.photos_to_batch`` does, and the
+    normalized as ``groupcam.zoo.lite0_torch.photos_to_batch`` does, and the
     torch model's ``(4, 1000)`` logits for them.
     """
     import torch
 
-    from groupcam_core.samples import load_sample_photos
-    from groupcam_torch.pretrained import photos_to_batch
+    from groupcam.samples import load_sample_photos
+    from groupcam.zoo.lite0_torch import photos_to_batch
 
     batch = photos_to_batch(list(load_sample_photos().values()))
     model = torch_model()  # built outside inference mode: its weights must stay normal tensors
@@ -49,3 +49,29 @@ def torch_cam(variant: str) -> Any:
     from groupcam_torch import GroupCAM
 
     return GroupCAM(torch_model(), "_swish", variant=variant, **MAP_SETTINGS)
+
+
+#: Tolerances of the cross-framework map tests: a few times above what was measured
+#: (the test modules' docstrings give the figures).
+MAX_DIFFERENCE = 2e-5
+MEAN_DIFFERENCE = 2e-6
+MIN_SPEARMAN = 0.99999
+MIN_TOP_IOU = 0.999
+PROBABILITY_DIFFERENCE = 1e-5
+
+
+def assert_agrees_with_torch(result: Any, way: str, variant: str) -> None:
+    """The maps of ``way`` in a ``groupcam.compare`` result agree with ``"torch"``'s."""
+    found = result.agreement(way)
+    worst = found.summary()
+    print(way, variant, worst)  # shown with -s: the numbers the docstrings quote
+    assert result.runs[way].layout == "channels_last"
+    assert found.same_target.all()
+    np.testing.assert_array_equal(
+        result.runs[way].explanation.skipped_groups, result.runs["torch"].explanation.skipped_groups
+    )
+    assert worst["max_abs_difference"] <= MAX_DIFFERENCE
+    assert worst["mean_abs_difference"] <= MEAN_DIFFERENCE
+    assert worst["min_spearman"] >= MIN_SPEARMAN
+    assert worst["min_top_iou"] >= MIN_TOP_IOU
+    assert worst["max_probability_difference"] <= PROBABILITY_DIFFERENCE

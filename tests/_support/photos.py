@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from groupcam_core.samples import load_sample_photos
+from groupcam.samples import load_sample_photos
 
 
 def photos_with_blobs() -> np.ndarray:

@@ -17,16 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from groupcam.zoo.explainers import WAYS
+
 #: Every way in, in the order the tests list them.
-ALL_WAYS = (
-    "torch",
-    "keras-tensorflow",
-    "keras-jax",
-    "keras-torch",
-    "jax-linen",
-    "jax-nnx",
-    "jax-functions",
-)
+ALL_WAYS = WAYS
 
 
 def _installed(module: str) -> bool:
@@ -82,6 +76,10 @@ class Way:
         must leave as it was (weights, buffers, modes, patched calls, hooks).
     same
         ``same(a, b)`` -> whether two snapshots are identical.
+    fused_layers
+        Two layers to explain together (the last convolution and the ReLU
+        after it), as this way names them; ``None`` where a way has one layer
+        only (plain functions).
     """
 
     name: str
@@ -90,6 +88,7 @@ class Way:
     model: Callable[[str], Any]
     snapshot: Callable[[Any], Any]
     same: Callable[[Any, Any], bool]
+    fused_layers: tuple[str, str] | None = ("c5", "relu6")
 
     def images(self, photos: np.ndarray) -> np.ndarray:
         """Channels-last photos in this way's layout."""
@@ -151,7 +150,7 @@ def _torch_way(blob_net: Any) -> Way:
             and a[1:] == b[1:]
         )
 
-    return Way("torch", "channels_first", make, model, snapshot, same)
+    return Way("torch", "channels_first", make, model, snapshot, same, ("5", "6"))
 
 
 # -- Keras ------------------------------------------------------------------
@@ -310,4 +309,5 @@ def _jax_way(name: str, blob_net: Any) -> Way:
         raise ValueError(f"unknown way {name!r}")
 
     del jnp  # imported for its side effect of initializing jax.numpy early
-    return Way(name, "channels_last", make, model, snapshot, same)
+    fused = None if name == "jax-functions" else ("c5", "relu6")
+    return Way(name, "channels_last", make, model, snapshot, same, fused)

@@ -10,24 +10,22 @@ from _support.fake_backend import FakeNumpyBackend
 from _support.oracle import softmax, upsample_bilinear
 
 from groupcam_core import (
+    METHODS,
     BackendError,
     ConfigError,
     InputError,
+    MethodResult,
     TargetError,
     explain_group_cam,
-    make_config,
-)
-from groupcam_core.explainer import ExplainerBase
-from groupcam_core.methods import (
-    METHODS,
-    MethodResult,
     explain_with,
     grad_cam,
+    make_config,
     rise,
     rise_masks,
     run_method,
     score_cam,
 )
+from groupcam_core.kit import ExplainerBase
 from groupcam_core.protocol import GradientPass
 
 

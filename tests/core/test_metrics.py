@@ -11,21 +11,24 @@ import pytest
 from _support.fake_backend import FakeNumpyBackend
 from _support.oracle import gaussian_blur_image
 
-from groupcam_core import explain_group_cam, make_config
-from groupcam_core.errors import BackendError, ConfigError, InputError, TargetError
-from groupcam_core.explainer import ExplainerBase
-from groupcam_core.metrics import (
+from groupcam_core import (
+    BackendError,
     CausalCurves,
-    as_backend,
+    ConfigError,
+    InputError,
+    TargetError,
     average_drop_and_increase,
     curve_auc,
     deletion,
     energy_pointing_game,
+    explain_group_cam,
     insertion,
+    make_config,
     pointing_game,
     rank_correlations,
     sanity_check,
 )
+from groupcam_core.kit import ExplainerBase, as_backend
 
 SIZE = 16  # the fake model pools by 4
 
@@ -527,10 +530,18 @@ def test_rank_correlations_errors_and_empty_steps() -> None:
         rank_correlations(np.ones((4, 4)), [])
 
 
-def test_rank_correlations_explain_a_missing_scipy(monkeypatch) -> None:
+def test_rank_correlations_need_no_scipy_and_equal_scipys(monkeypatch) -> None:
+    """One Spearman for the library (groupcam_core.agreement), checked against scipy's."""
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    original = np.round(rng.uniform(size=(3, 8, 8)) * 4)  # ties
+    noisy = original + rng.normal(scale=1.5, size=original.shape)
+    pairs = zip(original, noisy, strict=True)
+    expected = [stats.spearmanr(a.ravel(), b.ravel())[0] for a, b in pairs]
     monkeypatch.setitem(sys.modules, "scipy.stats", None)
-    with pytest.raises(ImportError, match="pip install scipy"):
-        rank_correlations(np.ones((1, 4, 4)), [])
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    result = rank_correlations(original, [("noisy", noisy)])
+    np.testing.assert_allclose(result.correlations[0], expected, atol=1e-12)
 
 
 def test_sanity_check_explains_randomized_models_for_the_original_targets() -> None:
@@ -562,9 +573,8 @@ def test_sanity_check_explains_randomized_models_for_the_original_targets() -> N
         np.testing.assert_array_equal(explainer.targets_seen[0], reference.targets)
 
 
-def test_sanity_check_accepts_plain_callables() -> None:
-    x = _batch(2)
-    calls = []
+def _scaled_first_channel(calls: list):
+    """``make_explainer`` for :func:`sanity_check`: a plain callable per "model" (a scale)."""
 
     def make_explainer(scale):
         def method(images, targets):
@@ -573,6 +583,13 @@ def test_sanity_check_accepts_plain_callables() -> None:
 
         return method
 
+    return make_explainer
+
+
+def test_sanity_check_accepts_plain_callables() -> None:
+    x = _batch(2)
+    calls: list = []
+    make_explainer = _scaled_first_channel(calls)
     result = sanity_check(make_explainer, 1.0, [("flipped", -1.0)], x, targets=[0, 1])
     np.testing.assert_allclose(result.correlations, [[-1.0, -1.0]])
     assert calls == [[0, 1], [0, 1]]
@@ -584,15 +601,8 @@ def test_sanity_check_with_a_plain_callable_needs_targets() -> None:
     # Without targets each randomized model would explain its own top class, and
     # the correlations would compare explanations of different classes.
     x = _batch(2)
-    calls = []
-
-    def make_explainer(scale):
-        def method(images, targets):
-            calls.append(targets)
-            return images[:, 0] * scale
-
-        return method
-
+    calls: list = []
+    make_explainer = _scaled_first_channel(calls)
     with pytest.raises(ConfigError, match="plain callable explainer needs targets"):
         sanity_check(make_explainer, 1.0, [("flipped", -1.0)], x)
     assert calls == []  # refused before anything ran

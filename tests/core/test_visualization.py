@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from groupcam_core.samples import imagenet_class_names, load_sample_photos
+from groupcam.samples import imagenet_class_names, load_sample_photos
 from groupcam_core.visualization import overlay, save_comparison_grid, save_grid, save_overlay
 
 

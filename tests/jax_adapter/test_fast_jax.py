@@ -11,11 +11,11 @@ from _support.photos import photos_with_blobs
 
 from groupcam_core.fast import EXACT
 from groupcam_jax import GroupCAM
-from groupcam_jax._backend import _cast_floats, device_fast_mode
+from groupcam_jax.fast import cast_floats, fast_mode
 
 
 def test_on_a_cpu_the_passes_stay_exact() -> None:
-    mode = device_fast_mode()
+    mode = fast_mode()
     if jax.default_backend() == "cpu":
         assert mode.dtype is None
         assert "XLA:CPU" in mode.reason
@@ -30,7 +30,7 @@ def test_plain_functions_keep_exact_passes(blob_net) -> None:
 
 def test_only_float32_leaves_are_cast() -> None:
     tree = {"w": jnp.ones(2), "n": jnp.arange(2), "h": np.ones(2, np.float32)}
-    cast = _cast_floats(tree, jnp.bfloat16)
+    cast = cast_floats(tree, jnp.bfloat16)
     assert cast["w"].dtype == jnp.bfloat16
     assert cast["h"].dtype == jnp.bfloat16
     assert cast["n"].dtype == tree["n"].dtype

@@ -237,7 +237,7 @@ def _three_ways(blob_net, **kwargs):
 def test_unknown_paths_list_close_matches(blob_net, target, close) -> None:
     for name in ("linen", "nnx"):
         cam = _three_ways(blob_net)[name]
-        cam._layer_names = (target,)  # as if the user had passed it
+        cam._layers = (target,)  # as if the user had passed it
         with pytest.raises(LayerNotFoundError, match=repr(close)) as raised:
             cam.explain(images())
         assert isinstance(raised.value, KeyError)

@@ -231,10 +231,10 @@ def test_traces_under_jax_jit() -> None:
 
 def _lite0_weighted() -> np.ndarray:
     """EfficientNet-Lite0's ``alpha_k * A_k`` at its head activation for the sample photos."""
-    from groupcam_core.samples import load_sample_photos
+    from groupcam.samples import load_sample_photos
+    from groupcam.zoo.lite0_torch import efficientnet_lite0, photos_to_batch
     from groupcam_core.targets import ClassObjective
     from groupcam_torch import TorchBackend
-    from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
 
     model = efficientnet_lite0()
     x = photos_to_batch(list(load_sample_photos().values()))

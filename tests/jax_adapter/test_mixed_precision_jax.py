@@ -14,7 +14,7 @@ from flax import linen, nnx
 
 from groupcam_core import GroupCAMWarning
 from groupcam_jax import GroupCAM
-from groupcam_jax._backend import _cast_floats
+from groupcam_jax.fast import cast_floats
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,7 +41,7 @@ def test_linen_in_half_precision(blob_net, dtype) -> None:
     images = photos_with_blobs()
     variables = linen_blob_variables(blob_net)
     exact = GroupCAM.from_linen(LinenBlobNet(), variables, "relu6", groups=8).explain(images)
-    half = _cast_floats(variables, dtype)
+    half = cast_floats(variables, dtype)
     before = jax.tree_util.tree_map(np.asarray, half)
     found = _quiet(
         GroupCAM.from_linen(LinenBlobNet(), half, "relu6", groups=8),
@@ -61,7 +61,7 @@ def test_nnx_in_bfloat16(blob_net) -> None:
     model = nnx_blob_net(blob_net)
     exact = GroupCAM.from_nnx(model, "relu6", groups=8).explain(images)
     graphdef, state = nnx.split(model)
-    half = nnx.merge(graphdef, _cast_floats(state, jnp.bfloat16))
+    half = nnx.merge(graphdef, cast_floats(state, jnp.bfloat16))
     found = _quiet(
         GroupCAM.from_nnx(half, "relu6", groups=8),
         jnp.asarray(images, jnp.bfloat16),

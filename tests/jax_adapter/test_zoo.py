@@ -1,4 +1,4 @@
-"""groupcam_jax.zoo: EfficientNet-Lite0 in linen, NNX and as two functions, against torch."""
+"""groupcam.zoo.lite0_jax: EfficientNet-Lite0 in linen, NNX and as two functions, against torch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ pytest.importorskip("efficientnet_lite_pytorch")
 from _support.lite0 import torch_reference
 from flax import nnx
 
-from groupcam_jax import GroupCAM, zoo
+from groupcam.zoo import lite0_jax as zoo
+from groupcam_jax import GroupCAM
 
 #: Largest |JAX logit - torch logit| on the four sample photos (logits up to about
 #: 11.6 in size), measured on this 2-core x86 CPU: 5.4e-6 for linen and NNX,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from groupcam.samples import SAMPLE_PHOTOS, imagenet_class_names, load_sample_photos
+from groupcam.zoo.lite0_torch import efficientnet_lite0, photos_to_batch
 from groupcam_core import ops
-from groupcam_core.samples import SAMPLE_PHOTOS, imagenet_class_names, load_sample_photos
 from groupcam_torch import GroupCAM
-from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support.explain_inputs import BROKEN, GOOD, blob_picture, write_image_folder
+from _support.explain_inputs import BROKEN, GOOD, blob_picture, results_by_path
 
-from groupcam_core.cli import main
-from groupcam_core.jobs import (
+from groupcam.cli import main
+from groupcam.jobs import (
     ExplainJob,
     ModelSource,
     SettingsError,
@@ -28,25 +28,13 @@ from groupcam_core.jobs import (
     explain_images,
     find_images,
 )
-from groupcam_core.jobs.images import decode_image, fit_to_size, normalize, overlay_on_original
-from groupcam_core.jobs.settings import parse_size, resolve_target
-from groupcam_core.samples import center_crop
+from groupcam.jobs.images import decode_image, fit_to_size, normalize, overlay_on_original
+from groupcam.jobs.settings import parse_size, resolve_target
+from groupcam.samples import center_crop
 
 FAKE = "_support.fake_backend:FakeNumpyBackend"
 TESTS = Path(__file__).resolve().parents[1]
 ARGS = ["--size", "32", "--groups", "4", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_image_folder(tmp_path_factory.mktemp("explain") / "images")
-
-
-def read_rows(out: Path) -> dict[str, dict[str, str]]:
-    """``results.csv`` by path relative to the image folder."""
-    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return {row["path"].split("/images/", 1)[1]: row for row in rows}
 
 
 def explain(*args: str) -> int:
@@ -197,7 +185,7 @@ def test_job_writes_maps_overlays_results_and_summary(folder: Path, tmp_path: Pa
     assert captured.out == ""  # --quiet
     for name in BROKEN:
         assert name in captured.err
-    rows = read_rows(out)
+    rows = results_by_path(out)
     assert sorted(rows) == sorted([*GOOD, *BROKEN])
     assert list(next(iter(rows.values()))) == [
         "path", "name", "status", "error", "target", "target_name", "probability", "degenerate",
@@ -244,7 +232,7 @@ def test_rerun_skips_done_images_and_retries_errors(folder: Path, tmp_path: Path
     assert explain(FAKE, str(folder), "--out", str(out), *ARGS) == 1
     first = {
         name: np.load(out / "maps" / f"{row['name']}.npy")
-        for name, row in read_rows(out).items()
+        for name, row in results_by_path(out).items()
         if row["status"] == "ok"
     }
     stamps = {path: path.stat().st_mtime_ns for path in (out / "maps").iterdir()}
@@ -253,7 +241,7 @@ def test_rerun_skips_done_images_and_retries_errors(folder: Path, tmp_path: Path
     printed = capsys.readouterr().out
     assert f"Explaining {len(BROKEN)} images locally ({len(GOOD)} done before)" in printed
     assert {path: path.stat().st_mtime_ns for path in (out / "maps").iterdir()} == stamps
-    rows = read_rows(out)
+    rows = results_by_path(out)
     assert len(rows) == len(GOOD) + len(BROKEN)
     # --overwrite explains everything again, to the same maps.
     assert explain(FAKE, str(folder), "--out", str(out), "--overwrite", *ARGS) == 1
@@ -294,7 +282,7 @@ def test_interrupted_run_resumes(folder: Path, tmp_path: Path, capsys, monkeypat
     module.write_text(
         "import os\n"
         "import numpy as np\n"
-        "from groupcam_core.jobs.images import fit_to_size, normalize\n"
+        "from groupcam.jobs.images import fit_to_size, normalize\n"
         "calls = []\n"
         "def prepare(image):\n"
         "    calls.append(1)\n"
@@ -310,11 +298,11 @@ def test_interrupted_run_resumes(folder: Path, tmp_path: Path, capsys, monkeypat
     assert explain(*args) == 130
     monkeypatch.delenv("STOP_AT_4")
     assert "interrupted" in capsys.readouterr().err
-    rows = read_rows(out)
+    rows = results_by_path(out)
     assert sum(row["status"] == "ok" for row in rows.values()) == 3
     assert len(list((out / "maps").iterdir())) == 3
     assert explain(*args) == 1
-    rows = read_rows(out)
+    rows = results_by_path(out)
     assert sum(row["status"] == "ok" for row in rows.values()) == len(GOOD)
 
 
@@ -323,14 +311,14 @@ def test_killed_process_resumes_from_its_journal(folder: Path, tmp_path: Path) -
     slow = tmp_path / "slowprep.py"
     slow.write_text(
         "import time\n"
-        "from groupcam_core.jobs.images import fit_to_size, normalize\n"
+        "from groupcam.jobs.images import fit_to_size, normalize\n"
         "def prepare(image):\n"
         "    time.sleep(0.4)\n"
         "    return normalize(fit_to_size(image, (32, 32)).pixels, 'imagenet').transpose(2, 0, 1)\n"
     )
     out = tmp_path / "out"
     command = [
-        sys.executable, "-m", "groupcam_core", "explain", FAKE, str(folder), "--out", str(out),
+        sys.executable, "-m", "groupcam", "explain", FAKE, str(folder), "--out", str(out),
         "--preprocess", "slowprep:prepare", "--groups", "4", "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
@@ -347,7 +335,7 @@ def test_killed_process_resumes_from_its_journal(folder: Path, tmp_path: Path) -
     assert 1 <= done_before < len(GOOD)
     finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert finished.returncode == 1, finished.stderr
-    rows = read_rows(out)
+    rows = results_by_path(out)
     assert sum(row["status"] == "ok" for row in rows.values()) == len(GOOD)
     for row in rows.values():
         if row["status"] == "ok":

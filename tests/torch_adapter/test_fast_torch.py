@@ -9,11 +9,11 @@ from _support.fast import force_fast_mode
 from _support.torch_models import tiny_cnn
 from torch import nn
 
-import groupcam_core.explainer as explainer_module
 import groupcam_core.fast as fast_module
+import groupcam_core.kit.explainer as explainer_module
 from groupcam_core.fast import EXACT, FastMode
 from groupcam_torch import GroupCAM
-from groupcam_torch._backend import fast_mode_for
+from groupcam_torch.fast import fast_mode
 
 BFLOAT16 = FastMode("bfloat16", True, True, "forced by the test")
 
@@ -138,13 +138,13 @@ def test_a_layer_called_twice_switches_to_float32_after_its_last_call() -> None:
 
 
 def test_fast_mode_follows_the_device_and_the_model_dtype() -> None:
-    cpu = fast_mode_for(torch.device("cpu"))
+    cpu = fast_mode(torch.device("cpu"))
     assert cpu.dtype in (None, "bfloat16")
     assert (cpu.dtype is None) == (not cpu.active)
-    half = fast_mode_for(torch.device("cpu"), torch.bfloat16)
+    half = fast_mode(torch.device("cpu"), torch.bfloat16)
     assert half.dtype is None
     assert "bfloat16" in half.reason
-    assert fast_mode_for(torch.device("meta")).dtype is None
+    assert fast_mode(torch.device("meta")).dtype is None
     cam = GroupCAM(tiny_cnn(), fast=True)
     assert cam.fast_mode == cpu
     assert GroupCAM(tiny_cnn()).fast_mode == EXACT
@@ -154,8 +154,8 @@ def test_fast_mode_follows_the_device_and_the_model_dtype() -> None:
 @pytest.mark.slow
 def test_efficientnet_fast_maps_rank_pixels_as_the_exact_maps() -> None:
     """The measured claim of docs/benchmarks.md, on the real network and photos."""
-    from groupcam_core.samples import load_sample_photos
-    from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
+    from groupcam.samples import load_sample_photos
+    from groupcam.zoo.lite0_torch import efficientnet_lite0, photos_to_batch
 
     model = efficientnet_lite0()
     batch = photos_to_batch(list(load_sample_photos().values()))

@@ -12,8 +12,8 @@ import pytest
 from _support.keras_models import functional_cnn
 
 from groupcam_keras import GroupCAM
-from groupcam_keras._backend import _BACKENDS, KerasBackend
-from groupcam_keras._compiled import _forwards
+from groupcam_keras.backend import _BACKENDS, KerasBackend
+from groupcam_keras.compiled import _forwards
 
 
 class _RetracingWarnings(logging.Handler):

@@ -1,4 +1,4 @@
-"""``groupcam explain --ray`` and ``groupcam_core.distributed`` on a local Ray runtime.
+"""``groupcam explain --ray`` and ``groupcam.jobs.ray_runner`` on a local Ray runtime.
 
 The runtime is started here with ``num_cpus=2`` on this machine only
 (``address="local"``: never an existing cluster) and shut down afterwards.
@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support.explain_inputs import write_image_folder
 
-from groupcam_core.cli import main
-from groupcam_core.distributed import OUTPUT_COLUMNS, explain_dataset
-from groupcam_core.jobs import ExplainJob, ModelSource, UsageError, find_images
+from groupcam.cli import main
+from groupcam.jobs import ExplainJob, ModelSource, UsageError, find_images
+from groupcam.jobs.ray_runner import OUTPUT_COLUMNS, explain_dataset
 
 ray = pytest.importorskip("ray")
 
@@ -42,11 +41,6 @@ def runtime() -> object:
             del os.environ["PYTHONPATH"]
         else:
             os.environ["PYTHONPATH"] = saved
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_image_folder(tmp_path_factory.mktemp("explain_ray") / "images")
 
 
 def rows_of(out: Path) -> list[dict[str, str]]:
@@ -117,7 +111,7 @@ def test_explain_dataset_on_files_and_arrays(runtime, folder: Path, tmp_path: Pa
             assert "not a JPEG" in row["error"]
             assert row["map_npy"] == b""
 
-    from groupcam_core.jobs.images import decode_image
+    from groupcam.jobs.images import decode_image
 
     good = [image.path for image in images if expected[image.path]["status"] == "ok"]
     arrays = ray.data.from_items([{"image": decode_image(path)} for path in good])

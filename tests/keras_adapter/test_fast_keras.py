@@ -8,7 +8,7 @@ from _support.fast import force_fast_mode
 
 from groupcam_core.fast import EXACT, cpu_has_native_bfloat16
 from groupcam_keras import GroupCAM
-from groupcam_keras._precision import fast_mode, mixed_precision
+from groupcam_keras.fast import fast_mode, mixed_precision
 
 
 def _model() -> keras.Model:

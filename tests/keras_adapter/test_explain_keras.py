@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from _support.explain_inputs import BROKEN, write_image_folder
-from _support.explain_models import reference_input
+from _support.explain_inputs import BROKEN, results_by_path
+from _support.explain_models import reference_input, torch_lite0_map
 from _support.keras_models import keras_blob_net
 
-from groupcam_core.cli import main
+from groupcam.cli import main
 
 SMALL = ["--size", "32", "--groups", "4", "--quiet"]
 #: Compiling for the JAX backend takes this test past 10 s on a 2-core CPU.
 slow_on_jax = pytest.mark.slow if keras.backend.backend() == "jax" else pytest.mark.usefixtures()
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_image_folder(tmp_path_factory.mktemp("explain_keras") / "images")
-
-
-def rows_of(out: Path) -> dict[str, dict[str, str]]:
-    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
-        return {row["path"].split("/images/", 1)[1]: row for row in csv.DictReader(handle)}
 
 
 def torch_map(blob_net, path: str) -> np.ndarray:
@@ -46,7 +35,7 @@ def test_keras_file_gives_torch_maps(folder: Path, tmp_path: Path, blob_net) -> 
     inputs = [str(folder / name) for name in ("a", "grey.png", "rgba.png", *BROKEN)]
     status = main(["explain", str(saved), *inputs, "--out", str(out), "--layer", "relu6", *SMALL])
     assert status == 1
-    rows = rows_of(out)
+    rows = results_by_path(out)
     assert {name for name, row in rows.items() if row["status"] == "error"} == set(BROKEN)
     for name in ("a/scene.jpg", "grey.png", "rgba.png"):
         row = rows[name]
@@ -73,17 +62,11 @@ def test_keras_safe_mode_refuses_code(folder: Path, tmp_path: Path, capsys) -> N
 
 @pytest.mark.slow
 def test_builtin_in_keras_matches_torch(folder: Path, tmp_path: Path) -> None:
-    import torch
-
-    from groupcam_torch import GroupCAM
-    from groupcam_torch.pretrained import efficientnet_lite0
-
     out = tmp_path / "out"
     args = ["efficientnet-lite0", str(folder / "a"), "--out", str(out), "--framework", "keras"]
     assert main(["explain", *args, "--size", "64", "--groups", "8", "--quiet"]) == 0
-    row = next(iter(rows_of(out).values()))
-    x = reference_input(row["path"], 64, "inception").transpose(0, 3, 1, 2).copy()
-    expected = GroupCAM(efficientnet_lite0(), groups=8)(torch.from_numpy(x))[0]
+    row = next(iter(results_by_path(out).values()))
+    expected = torch_lite0_map(row["path"])
     np.testing.assert_allclose(np.load(out / "maps" / f"{row['name']}.npy"), expected, atol=1e-4)
 
 
@@ -96,3 +79,12 @@ def test_keras_input_size_is_the_models(folder: Path, tmp_path: Path) -> None:
     args = [str(saved), str(folder / "grey.png"), "--out", str(out), "--groups", "4", "--quiet"]
     assert main(["explain", *args]) == 0
     assert np.load(out / "maps" / "grey.npy").shape == (32, 32)
+
+
+def test_the_keras_loader_implements_the_declared_protocol() -> None:
+    from groupcam.loaders import FileLoader, ModelLoader, loader
+
+    found = loader("keras")
+    assert isinstance(found, ModelLoader)
+    assert isinstance(found, FileLoader) is True
+    assert found.FRAMEWORK == "keras"

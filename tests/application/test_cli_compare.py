@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
-from groupcam_core import ways
-from groupcam_core.cli import main
+from groupcam.cli import main
+from groupcam.zoo import explainers as ways
 from groupcam_core.errors import ConfigError
 
 
 def _missing(*modules: str):
-    """A stand-in for ways.missing_modules: these modules are missing for every way needing them."""
+    """A stand-in for ways.missing_modules_of: these modules are missing wherever needed."""
     return lambda name: [m for m in ways.get_way(name).modules if m in modules]
 
 
@@ -28,14 +32,31 @@ def test_install_commands() -> None:
 
 
 def test_missing_modules_looks_without_importing() -> None:
-    import importlib.util
+    """Checked against a clean interpreter (no tests/ on its path), which imports each module.
 
+    A test folder named like a framework (tests/torch) once made find_spec find the
+    folder in this process, so torch counted as installed where it was not.
+    """
     needed = ways.get_way("torch").modules
-    assert ways.missing_modules("torch") == [m for m in needed if not importlib.util.find_spec(m)]
+    probe = (
+        "import importlib, json, sys\n"
+        "missing = []\n"
+        f"for name in {list(needed)!r}:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError:\n"
+        "        missing.append(name)\n"
+        "print(json.dumps(missing))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
+    )
+    expected = json.loads(done.stdout.strip().splitlines()[-1])
+    assert ways.missing_modules_of("torch") == expected
 
 
 def test_compare_with_every_framework_missing(monkeypatch, tmp_path, capsys) -> None:
-    monkeypatch.setattr(ways, "missing_modules", _missing("torch", "keras", "jax", "flax"))
+    monkeypatch.setattr(ways, "missing_modules_of", _missing("torch", "keras", "jax", "flax"))
     status = main(["compare", "--ways", "keras-jax,jax-nnx", "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert status == 2
@@ -56,7 +77,7 @@ def test_a_framework_that_fails_to_import_in_the_worker_is_skipped(
     (broken / "jax").mkdir(parents=True)
     (broken / "jax" / "__init__.py").write_text("raise ImportError('jax is broken here')\n")
     monkeypatch.setenv("PYTHONPATH", str(broken))
-    monkeypatch.setattr(ways, "missing_modules", lambda name: [])
+    monkeypatch.setattr(ways, "missing_modules_of", lambda name: [])
     status = main(["compare", "--ways", "jax-functions", "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert status == 2
@@ -75,12 +96,12 @@ def test_compare_arguments() -> None:
 
 
 def test_demo_with_a_missing_framework(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(ways, "missing_modules", _missing("keras", "tensorflow"))
+    monkeypatch.setattr(ways, "missing_modules_of", _missing("keras", "tensorflow"))
     assert main(["demo", "--framework", "keras", "--backend", "tensorflow"]) == 2
     message = capsys.readouterr().err
     assert "groupcam demo --framework keras needs keras, tensorflow" in message
     assert "pip install 'groupcam[keras]'" in message
-    monkeypatch.setattr(ways, "missing_modules", _missing("flax"))
+    monkeypatch.setattr(ways, "missing_modules_of", _missing("flax"))
     assert main(["demo", "--framework", "jax"]) == 2
     assert "pip install 'groupcam[jax]'" in capsys.readouterr().err
 

@@ -13,7 +13,7 @@ from _support.keras_models import SubclassedResidualCNN, residual_cnn
 from groupcam_core import LayerNotFoundError, TargetLayerError
 from groupcam_core.targets import ClassObjective
 from groupcam_keras import GroupCAM
-from groupcam_keras._layers import all_layers
+from groupcam_keras.layers import all_layers
 
 
 @pytest.fixture

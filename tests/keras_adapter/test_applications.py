@@ -18,7 +18,7 @@ import pytest
 from _support.keras_models import fast_initializers
 
 from groupcam_keras import GroupCAM
-from groupcam_keras._layers import all_layers
+from groupcam_keras.layers import all_layers
 
 pytestmark = pytest.mark.slow
 

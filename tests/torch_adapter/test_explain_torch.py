@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _support.explain_inputs import BROKEN, GOOD, write_image_folder
+from _support.explain_inputs import BROKEN, GOOD, results_by_path
 from _support.explain_models import reference_input
 from _support.torch_models import TinyResNet
 
-from groupcam_core.cli import main
+from groupcam.cli import main
+from groupcam.zoo.lite0_torch import efficientnet_lite0
 from groupcam_torch import GroupCAM
-from groupcam_torch.pretrained import efficientnet_lite0
 
 SMALL = ["--size", "32", "--groups", "4", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_image_folder(tmp_path_factory.mktemp("explain_torch") / "images")
-
-
-def rows_of(out: Path) -> dict[str, dict[str, str]]:
-    with open(out / "results.csv", newline="", encoding="utf-8") as handle:
-        return {row["path"].split("/images/", 1)[1]: row for row in csv.DictReader(handle)}
 
 
 def expected_map(model: torch.nn.Module, path: str, layer: str = "6", **settings) -> np.ndarray:
@@ -35,7 +24,7 @@ def expected_map(model: torch.nn.Module, path: str, layer: str = "6", **settings
 
 
 def check_maps(out: Path, model: torch.nn.Module, layer: str = "6") -> None:
-    rows = rows_of(out)
+    rows = results_by_path(out)
     for name in GOOD[:4]:
         row = rows[name]
         assert row["status"] == "ok", row
@@ -54,7 +43,7 @@ def test_saved_module_needs_trust(folder: Path, tmp_path: Path, blob_net, capsys
     assert not (out / "results.csv").exists()  # nothing was explained
     status = main(["explain", str(saved), str(folder), "--out", str(out), "--trust-model", *SMALL])
     assert status == 1  # the broken files
-    rows = rows_of(out)
+    rows = results_by_path(out)
     assert {name for name, row in rows.items() if row["status"] == "error"} == set(BROKEN)
     check_maps(out, blob_net)
 
@@ -95,7 +84,7 @@ def test_module_callable_targets_and_preprocess(folder: Path, tmp_path: Path, bl
     out = tmp_path / "out"
     args = ["_support.explain_models:torch_blob_net", str(folder / "a"), str(folder / "b")]
     assert main(["explain", *args, "--out", str(out), "--targets", "2", *SMALL]) == 0
-    rows = rows_of(out)
+    rows = results_by_path(out)
     assert {row["target"] for row in rows.values()} == {"2"}
     assert {row["target_name"] for row in rows.values()} == {""}  # 4 classes, no names
     row = rows["a/scene.jpg"]
@@ -117,8 +106,8 @@ def _with_target(model: torch.nn.Module, path: str, target: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_builtin_efficientnet_lite0_with_metrics(folder: Path, tmp_path: Path, capsys) -> None:
+    from groupcam.samples import imagenet_class_names
     from groupcam_core import metrics
-    from groupcam_core.samples import imagenet_class_names
 
     out = tmp_path / "out"
     inputs = [str(folder / "a"), str(folder / "grey.png"), str(folder / "broken.jpg")]
@@ -127,7 +116,7 @@ def test_builtin_efficientnet_lite0_with_metrics(folder: Path, tmp_path: Path, c
     printed = capsys.readouterr()
     assert "2 of 3 images explained" in printed.out
     assert "broken.jpg" in printed.err
-    rows = rows_of(out)
+    rows = results_by_path(out)
     row = rows["a/scene.jpg"]
     assert row["target_name"] == imagenet_class_names()[int(row["target"])]
     model = efficientnet_lite0()
@@ -140,3 +129,12 @@ def test_builtin_efficientnet_lite0_with_metrics(folder: Path, tmp_path: Path, c
     insertion = metrics.insertion(cam, x, result.saliency, result.targets).auc[0]
     assert float(row["insertion_auc"]) == pytest.approx(insertion, abs=1e-6)
     assert 0.0 <= float(row["deletion_auc"]) <= 1.0
+
+
+def test_the_torch_loader_implements_the_declared_protocol() -> None:
+    from groupcam.loaders import FileLoader, ModelLoader, loader
+
+    found = loader("torch")
+    assert isinstance(found, ModelLoader)
+    assert isinstance(found, FileLoader) is True
+    assert found.FRAMEWORK == "torch"

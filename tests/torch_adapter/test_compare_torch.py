@@ -1,4 +1,4 @@
-"""groupcam_core.compare with PyTorch explainers: layouts, tensors in, agreement."""
+"""groupcam.compare with PyTorch explainers: layouts, tensors in, agreement."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from _support.photos import photos_with_blobs
 
-from groupcam_core.compare import compare
+from groupcam.compare import compare
 from groupcam_torch import GroupCAM
 
 

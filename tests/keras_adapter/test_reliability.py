@@ -9,7 +9,7 @@ from _support.keras_models import SubclassedCNN, multi_output_cnns
 
 from groupcam_core import InputError, ModelOutputError
 from groupcam_keras import GroupCAM
-from groupcam_keras._layers import all_layers
+from groupcam_keras.layers import all_layers
 
 
 @pytest.fixture

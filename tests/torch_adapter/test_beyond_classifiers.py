@@ -13,7 +13,6 @@ from torch import nn
 from groupcam_core import (
     ClassLogit,
     ClassProbability,
-    ConfigError,
     RegressionOutput,
     SegmentationClass,
     TargetLayerError,
@@ -182,33 +181,6 @@ def test_a_small_vit(images) -> None:
 
 
 # -- several target layers ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("fusion", ["mean", "max"])
-def test_several_layers_from_one_gradient_pass(blob_net, images, fusion) -> None:
-    both = GroupCAM(blob_net, ["4", "6"], groups=8, layer_fusion=fusion).explain(images)
-    alone = {name: GroupCAM(blob_net, name, groups=8).explain(images) for name in ("4", "6")}
-    assert both.layer == "4, 6"
-    assert list(both.layer_saliency) == ["4", "6"]
-    for name, single in alone.items():
-        np.testing.assert_allclose(both.layer_saliency[name], single.saliency, atol=1e-6)
-    np.testing.assert_allclose(
-        both.group_scores,
-        np.concatenate([alone["4"].group_scores, alone["6"].group_scores], axis=1),
-        atol=1e-7,
-    )
-    stacked = np.stack([alone["4"].saliency, alone["6"].saliency])
-    fused = stacked.mean(axis=0) if fusion == "mean" else stacked.max(axis=0)
-    low = fused.min(axis=(1, 2), keepdims=True)
-    high = fused.max(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(both.saliency, (fused - low) / (high - low), atol=1e-5)
-    # One gradient pass, one shared baseline: 1 + 1 + the groups of both layers.
-    assert (both.forward_passes == 2 + (~both.skipped_groups).sum(axis=1)).all()
-
-
-def test_an_empty_layer_list_is_refused(blob_net) -> None:
-    with pytest.raises(ConfigError, match="empty list"):
-        GroupCAM(blob_net, [], groups=8)
 
 
 def test_a_batch_larger_than_batch_size_gets_gradient_passes_of_batch_size(blob_net) -> None:

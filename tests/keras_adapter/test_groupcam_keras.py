@@ -31,7 +31,7 @@ def images() -> np.ndarray:
 
 
 def _no_patches(model: keras.Model) -> bool:
-    from groupcam_keras._layers import all_layers
+    from groupcam_keras.layers import all_layers
 
     return all("call" not in layer.__dict__ for _, layer in all_layers(model))
 
