@@ -15,21 +15,24 @@ nox.options.reuse_existing_virtualenvs = True
 # A local CPU build; an unpinned torch would pull a multi-GB CUDA build here.
 TORCH = "torch==2.13.0"
 RUFF = "ruff==0.17.6"
+IMPORT_LINTER = "import-linter==2.17"
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 JAX_WAYS = "jax-linen,jax-nnx,jax-functions"
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check."""
-    session.install(RUFF)
+    """ruff lint and format check; the layers' import contract (import-linter, pyproject)."""
+    session.install(RUFF, IMPORT_LINTER)
+    session.install("--no-deps", ".")  # import-linter reads the installed packages' sources
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """Core tests with no deep-learning framework installed."""
+    """The core's and the application's tests with no deep-learning framework installed."""
     session.install(
         ".",
         "pytest>=7.4",
@@ -39,7 +42,7 @@ def core(session: nox.Session) -> None:
         "scipy>=1.9",
         "tqdm>=4.60",
     )
-    session.run("pytest", "tests/core", *session.posargs)
+    session.run("pytest", "tests/core", "tests/application", *session.posargs)
 
 
 @nox.session
@@ -48,7 +51,11 @@ def torch(session: nox.Session) -> None:
     session.install(TORCH)
     session.install(".[torch,test]")
     session.run(
-        "pytest", "tests/torch", "tests/contract", *session.posargs, env={"GROUPCAM_WAYS": "torch"}
+        "pytest",
+        "tests/torch_adapter",
+        "tests/contract",
+        *session.posargs,
+        env={"GROUPCAM_WAYS": "torch"},
     )
 
 
@@ -67,7 +74,7 @@ def keras_and_jax(session: nox.Session) -> None:
     for backend in KERAS_BACKENDS:
         session.run(
             "pytest",
-            "tests/keras",
+            "tests/keras_adapter",
             "tests/contract",
             *session.posargs,
             env={"KERAS_BACKEND": backend, "GROUPCAM_WAYS": f"keras-{backend}"},
@@ -85,14 +92,14 @@ def keras_and_jax(session: nox.Session) -> None:
 
 @nox.session
 def ray(session: nox.Session) -> None:
-    """``groupcam explain --ray`` and groupcam_core.distributed on a local Ray runtime.
+    """``groupcam explain --ray`` and ``groupcam.explain_dataset`` on a local Ray runtime.
 
     The tests start Ray themselves with ``num_cpus=2`` on this machine only, and
     shut it down afterwards.
     """
     session.install(TORCH)
     session.install(".[torch,test,ray]")
-    session.run("pytest", "tests/ray", *session.posargs)
+    session.run("pytest", "tests/ray_jobs", *session.posargs)
 
 
 @nox.session

@@ -69,7 +69,7 @@ def write_photos(folder: Path, count: int) -> None:
 
 
 def run(label: str, folder: Path, out: Path, extra: list[str]) -> dict[str, object]:
-    command = [sys.executable, "-m", "groupcam_core", "explain", "efficientnet-lite0", str(folder),
+    command = [sys.executable, "-m", "groupcam", "explain", "efficientnet-lite0", str(folder),
                "--out", str(out), "--quiet", *extra]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -86,9 +86,9 @@ def run(label: str, folder: Path, out: Path, extra: list[str]) -> dict[str, obje
 
 def driver_ceiling(out: Path, count: int = 200) -> float:
     """Outcomes per second the driver writes (224 x 224 map, a 512 x 512 overlay)."""
-    from groupcam_core.jobs import ExplainJob, ModelSource, Outcome, OutputFolder
-    from groupcam_core.jobs.images import png_bytes
-    from groupcam_core.jobs.worker import map_bytes
+    from groupcam.jobs import ExplainJob, ModelSource, Outcome, OutputFolder
+    from groupcam.jobs.images import png_bytes
+    from groupcam.jobs.worker import map_bytes
 
     rng = np.random.default_rng(0)
     saliency = rng.random((224, 224), dtype=np.float32)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen
 
-from groupcam_jax import DEFAULT_BATCH_SIZE, GroupCAM
+from groupcam_jax import DEFAULT_BATCH_SIZES, GroupCAM
 
 GROUPS = 32
 SIZE = 224
@@ -171,7 +171,7 @@ def main() -> None:
             f"| {row['own']:.3f} | {row['groupcam'] / row['own']:.2f} | {row['chunk']} |",
             flush=True,
         )
-    print(f"\nGroupCAM chunk size: {DEFAULT_BATCH_SIZE['cpu']} (JAX CPU default)")
+    print(f"\nGroupCAM chunk size: {DEFAULT_BATCH_SIZES['cpu']} (JAX CPU default)")
     if not args.no_scan:
         print("\n| GroupCAM batch_size | 4 | 8 | 16 | 32 |\n|---|---|---|---|---|")
         scan = chunk_scan(module, variables, args.runs)

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from groupcam_keras import DEFAULT_BATCH_SIZE, GroupCAM
+from groupcam_keras import DEFAULT_BATCH_SIZES, GroupCAM
 
 GROUPS = 32
 SIZE = 224
@@ -103,7 +103,7 @@ def main() -> None:
             f"| {ours / theirs:.2f} | {best} |",
             flush=True,
         )
-    print(f"\nGroupCAM chunk size: {DEFAULT_BATCH_SIZE['tensorflow']} (TensorFlow CPU default)")
+    print(f"\nGroupCAM chunk size: {DEFAULT_BATCH_SIZES['cpu']} (TensorFlow CPU default)")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from groupcam.zoo.lite0_torch import efficientnet_lite0
 from groupcam_torch import DEFAULT_BATCH_SIZES, GroupCAM
-from groupcam_torch.pretrained import efficientnet_lite0
 
 GROUPS = 32
 SIZE = 224

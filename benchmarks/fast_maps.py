@@ -3,7 +3,7 @@
 EfficientNet-Lite0 with its ImageNet weights (torch, or its Keras / Flax ports),
 every map explaining the exact run's classes:
 
-* on the four demo photos (``groupcam_core.samples``): the smallest per-photo
+* on the four demo photos (``groupcam.samples``): the smallest per-photo
   Spearman rank correlation between fast and exact maps, the largest absolute
   difference, and whether the clean pass picked the same classes;
 * on the 15 evaluation photos (``evaluation/photos.py``): mean insertion and
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from groupcam.samples import load_sample_photos
 from groupcam_core import metrics
-from groupcam_core.samples import load_sample_photos
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,8 +46,8 @@ def build(framework: str, threads: int) -> tuple[Any, Any, Callable[[np.ndarray]
     if framework == "torch":
         import torch
 
+        from groupcam.zoo.lite0_torch import efficientnet_lite0
         from groupcam_torch import GroupCAM
-        from groupcam_torch.pretrained import efficientnet_lite0
 
         torch.set_num_threads(threads)
         model = efficientnet_lite0()
@@ -59,8 +59,8 @@ def build(framework: str, threads: int) -> tuple[Any, Any, Callable[[np.ndarray]
     if framework == "keras":
         import keras
 
+        from groupcam.zoo.lite0_keras import efficientnet_lite0
         from groupcam_keras import GroupCAM
-        from groupcam_keras.zoo import efficientnet_lite0
 
         model = efficientnet_lite0()
         description = f"keras {keras.__version__} on {keras.backend.backend()}"
@@ -68,8 +68,8 @@ def build(framework: str, threads: int) -> tuple[Any, Any, Callable[[np.ndarray]
     if framework == "jax":
         import jax
 
+        from groupcam.zoo.lite0_jax import efficientnet_lite0_linen
         from groupcam_jax import GroupCAM
-        from groupcam_jax.zoo import efficientnet_lite0_linen
 
         module, variables = efficientnet_lite0_linen()
         exact = GroupCAM.from_linen(module, variables)

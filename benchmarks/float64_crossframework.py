@@ -2,7 +2,7 @@
 
 EfficientNet-Lite0 with its ImageNet weights on the four sample photos, explained
 with Group-CAM in torch (``groupcam_torch``) and in Flax linen
-(``groupcam_jax.zoo``), each in float32 and in float64 (the torch model with
+(``groupcam.zoo.lite0_jax``), each in float32 and in float64 (the torch model with
 ``.double()``, JAX with ``jax_enable_x64`` and the variables cast). Every run
 explains the float32 torch model's top-1 classes. Prints, for pairs of runs, the
 largest and mean absolute map difference and the largest difference of the group
@@ -31,11 +31,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from groupcam_core.samples import load_sample_photos  # noqa: E402
+from groupcam.samples import load_sample_photos  # noqa: E402
+from groupcam.zoo import lite0_jax as zoo  # noqa: E402
+from groupcam.zoo.lite0_torch import efficientnet_lite0, photos_to_batch  # noqa: E402
 from groupcam_jax import GroupCAM as JaxGroupCAM  # noqa: E402
-from groupcam_jax import zoo  # noqa: E402
 from groupcam_torch import GroupCAM as TorchGroupCAM  # noqa: E402
-from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch  # noqa: E402
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ EfficientNet-Lite0 with its ImageNet weights on the four sample photos, every ru
 explaining the float32 model's top-1 classes:
 
 * ``--framework keras`` (on ``KERAS_BACKEND``): the port of
-  ``groupcam_keras.zoo`` built in float32, under the ``"mixed_bfloat16"`` policy
+  ``groupcam.zoo.lite0_keras`` built in float32, under the ``"mixed_bfloat16"`` policy
   and under ``"mixed_float16"`` (variables float32, layers computing in half
   precision; the gradient pass runs in the model's policy too);
-* ``--framework jax``: the linen and NNX ports of ``groupcam_jax.zoo`` with their
+* ``--framework jax``: the linen and NNX ports of ``groupcam.zoo.lite0_jax`` with their
   variables and the images in bfloat16 (and in float16), so that every layer
   computes in half precision;
 * ``--framework torch``: ``precision_torch.py`` (autocast, bfloat16 and float16
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from groupcam_core.samples import load_sample_photos
+from groupcam.samples import load_sample_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,8 +50,8 @@ def keras_cases(x: np.ndarray) -> tuple[dict[str, tuple[Any, Any]], Callable[[An
     """``{name: (explainer, batch)}`` and ``top1(explainer, batch)`` for Keras."""
     import keras
 
+    from groupcam.zoo.lite0_keras import efficientnet_lite0
     from groupcam_keras import GroupCAM
-    from groupcam_keras.zoo import efficientnet_lite0
 
     cases = {}
     for policy in ("float32", "mixed_bfloat16", "mixed_float16"):
@@ -76,9 +76,9 @@ def jax_cases(x: np.ndarray) -> tuple[dict[str, tuple[Any, Any]], Callable[[Any,
     import jax.numpy as jnp
     from flax import nnx
 
+    from groupcam.zoo.lite0_jax import efficientnet_lite0_linen, efficientnet_lite0_nnx
     from groupcam_jax import GroupCAM
-    from groupcam_jax._backend import _cast_floats
-    from groupcam_jax.zoo import efficientnet_lite0_linen, efficientnet_lite0_nnx
+    from groupcam_jax.fast import cast_floats
 
     module, variables = efficientnet_lite0_linen()
     nnx_model = efficientnet_lite0_nnx()
@@ -90,10 +90,10 @@ def jax_cases(x: np.ndarray) -> tuple[dict[str, tuple[Any, Any]], Callable[[Any,
     for dtype in (jnp.bfloat16, jnp.float16):
         name = jnp.dtype(dtype).name
         cases[f"linen, {name} variables and images"] = (
-            GroupCAM.from_linen(module, _cast_floats(variables, dtype)),
+            GroupCAM.from_linen(module, cast_floats(variables, dtype)),
             jnp.asarray(x, dtype),
         )
-        half = nnx.merge(graphdef, _cast_floats(state, dtype))
+        half = nnx.merge(graphdef, cast_floats(state, dtype))
         cases[f"NNX, {name} variables and images"] = (
             GroupCAM.from_nnx(half),
             jnp.asarray(x, dtype),

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from groupcam_core.samples import load_sample_photos
+from groupcam.samples import load_sample_photos
+from groupcam.zoo.lite0_torch import efficientnet_lite0, photos_to_batch
 from groupcam_torch import GroupCAM
-from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
 
 
 def _timed(run: Callable[[], object], runs: int) -> tuple[object, float]:

@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photos import LEFT_OUT, PHOTOS, load_photos
 from synthetic_model import TARGET_LAYER, load_synthetic_cnn
 
+from groupcam.samples import imagenet_class_names
+from groupcam.zoo.lite0_torch import efficientnet_lite0, photos_to_batch
 from groupcam_core import make_config, metrics
 from groupcam_core.methods import run_method
-from groupcam_core.samples import imagenet_class_names
 from groupcam_core.synthetic import channels_first, make_scenes
 from groupcam_core.visualization import save_comparison_grid, write_palette_png
 from groupcam_torch import GroupCAM
-from groupcam_torch.pretrained import efficientnet_lite0, photos_to_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 

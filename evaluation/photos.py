@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from groupcam_core.samples import center_crop
+from groupcam.samples import center_crop
 
 #: name -> (package, file inside the package's sample folder)
 PHOTOS: dict[str, tuple[str, str]] = {
