@@ -13,14 +13,18 @@ module (``torch.save(model)``) runs the code it names and is loaded only with
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import pickle
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from groupcam_core.errors import BackendError
 from groupcam_core.kit import ExplainerBase
@@ -28,10 +32,18 @@ from groupcam_core.protocol import Backend, Layout
 
 from ..errors import ModelLoadError
 from ..loaders import FILE_FRAMEWORKS, file_loader, loader
+from ..native_logs import quiet_framework_start
 from ..zoo import builtin_model
 from .settings import ExplainJob
 
-__all__ = ["LoadedModel", "check_model_source", "import_callable", "load_model"]
+__all__ = [
+    "LoadedModel",
+    "check_model_source",
+    "import_callable",
+    "load_model",
+    "model_weights_digest",
+    "weights_digest",
+]
 
 #: The module whose presence in ``sys.modules`` means a framework's objects may exist.
 _FRAMEWORK_MODULES = (("keras", "keras"), ("torch", "torch"), ("jax", "flax"))
@@ -64,10 +76,10 @@ def import_callable(spec: str, workdir: str, what: str = "model") -> Callable[..
             if location is None or location.loader is None:
                 raise ImportError(f"cannot import {module_name}")
             module = importlib.util.module_from_spec(location)
-            with _importable_from(str(Path(module_name).parent)):
+            with _importable_from(str(Path(module_name).parent)), quiet_framework_start():
                 location.loader.exec_module(module)
         else:
-            with _importable_from(workdir):
+            with _importable_from(workdir), quiet_framework_start():
                 module = importlib.import_module(module_name)
     except ImportError as error:
         raise ModelLoadError(f"{what}: cannot import {module_name!r}: {error}") from error
@@ -138,6 +150,10 @@ class LoadedModel:
     model: Any
     layout: Layout
     size: tuple[int, int] | None
+
+    def weights_digest(self) -> str | None:
+        """SHA-256 of the model's weights (see :func:`weights_digest`); ``None`` if unreadable."""
+        return model_weights_digest(self.framework, self.model)
 
     def explainer(self, job: ExplainJob, sample: Any) -> ExplainerBase:
         """The explainer for this model with the job's settings (``sample``: a first input)."""
@@ -235,3 +251,43 @@ def _threads(job: ExplainJob, framework: str) -> None:
     for owner, module in _FRAMEWORK_MODULES:  # a ready explainer: whichever is in use
         if module in sys.modules:
             loader(owner).set_threads(job.threads)
+
+
+def weights_digest(weights: Iterable[tuple[str, np.ndarray]]) -> str:
+    """SHA-256 over named arrays: each name, dtype, shape and bytes, in order.
+
+    The same for a model's weights in every framework's loader (each gives its
+    weights as numpy), so that a resume can tell a model with other weights.
+    """
+    digest = hashlib.sha256()
+    for name, array in weights:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def model_weights_digest(framework: str, model: Any) -> str | None:
+    """The digest of a loaded model's weights; for a ready explainer, of the model inside it.
+
+    A backend or explainer whose model groupcam cannot read is digested as a
+    pickle where it pickles; ``None`` where nothing can be read (such a model
+    is then told apart by its source only).
+    """
+    if framework != "explainer":
+        return weights_digest(loader(framework).weights(model))
+    way_in = getattr(model, "way_in", None)
+    inner = getattr(model, "model", None)
+    if inner is None and way_in is not None:
+        variables = getattr(way_in, "variables", None)
+        module = getattr(way_in, "module", None)
+        inner = (module, variables) if module is not None else getattr(way_in, "model", None)
+    if inner is not None:
+        try:
+            return model_weights_digest(_detect(inner), inner)
+        except ModelLoadError:
+            pass
+    try:
+        return hashlib.sha256(pickle.dumps(model, protocol=4)).hexdigest()
+    except Exception:  # anything can fail to pickle: the model is then not fingerprinted
+        return None

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError, SettingsError, UsageError
-from .inputs import ImageInput
+from .inputs import ImageInput, image_name, readable_part
 from .runner import JobReport, explain_images
 from .settings import ExplainJob
 from .worker import RESULT_COLUMNS, JobWorker, Outcome
@@ -43,9 +43,21 @@ __all__ = [
 ]
 
 #: Columns of :func:`explain_dataset`'s result: the ``results.csv`` row, the bytes
-#: of ``maps/<name>.npy`` and ``overlays/<name>.png`` (empty for an error), and
-#: when the worker finished the image (``time.time()``).
-OUTPUT_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, "map_npy", "overlay_png", "finished")
+#: of ``maps/<name>.npy`` and ``overlays/<name>.png`` (empty for an error), when
+#: the worker finished the image (``time.time()``) and the digest of its model's
+#: weights (see :func:`groupcam.jobs.models.weights_digest`).
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    *RESULT_COLUMNS,
+    "map_npy",
+    "overlay_png",
+    "finished",
+    "weights",
+)
+
+#: At most this many images per block of the dataset ``groupcam explain --ray``
+#: makes: results come back a block at a time, so a run stopped by Ctrl-C loses
+#: at most the blocks in flight.
+IMAGES_PER_BLOCK = 4
 
 
 def _ray() -> Any:
@@ -58,8 +70,8 @@ def _ray() -> Any:
 
 def _name_for(path: str, image: Any) -> str:
     if path:
-        stem = Path(path).stem or "image"
-        return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+        file = Path(path)
+        return image_name(path, readable_part(file, file.parent))
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:12]
     return f"image-{digest}"
 
@@ -100,6 +112,7 @@ class ExplainActor:
             columns["map_npy"].append(outcome.map_npy or b"")
             columns["overlay_png"].append(outcome.overlay_png or b"")
             columns["finished"].append(outcome.finished)
+            columns["weights"].append(outcome.weights or "")
         return {column: _column(column, values) for column, values in columns.items()}
 
 
@@ -190,7 +203,10 @@ def _outcome(row: dict[str, Any]) -> Outcome:
         elif isinstance(value, np.generic):
             fields[column] = value.item()
     finished = float(row.get("finished") or time.time())
-    return Outcome(fields, row.get("map_npy") or None, row.get("overlay_png") or None, finished)
+    weights = str(row.get("weights") or "") or None
+    return Outcome(
+        fields, row.get("map_npy") or None, row.get("overlay_png") or None, finished, weights
+    )
 
 
 def ray_outcomes(
@@ -212,7 +228,8 @@ def ray_outcomes(
         return
     ray = _ray()
     items = [{"index": image.index, "path": image.path, "name": image.name} for image in pending]
-    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), max(8, workers * 4)))
+    blocks = max(-(-len(items) // IMAGES_PER_BLOCK), min(len(items), workers * 4))
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
     results = explain_dataset(
         dataset,
         job,

@@ -17,11 +17,19 @@ from typing import Any, Protocol
 
 from ..errors import UsageError
 from .inputs import ImageInput
-from .outputs import OutputFolder
+from .outputs import OutputFolder, file_digest
 from .settings import ExplainJob
 from .worker import JobWorker, Outcome
 
-__all__ = ["JobReport", "Progress", "Runner", "explain_images", "local_outcomes"]
+__all__ = [
+    "JobReport",
+    "Progress",
+    "Runner",
+    "Stopped",
+    "explain_images",
+    "local_outcomes",
+    "model_file_digest",
+]
 
 #: ``runner(job, pending_images)`` -> outcomes, in any order.
 Runner = Callable[[ExplainJob, list[ImageInput]], Iterator[Outcome]]
@@ -37,6 +45,15 @@ class Progress(Protocol):
         """The run ended."""
 
 
+class Stopped(KeyboardInterrupt):
+    """A run was stopped by a signal other than Ctrl-C (SIGTERM from ``timeout``, Slurm,
+    Kubernetes): it ends as an interrupted run does, resumable."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 @dataclass
 class JobReport:
     """What a run did.
@@ -50,22 +67,29 @@ class JobReport:
     skipped
         Inputs an earlier run had already explained.
     explained
-        Inputs explained by this run.
+        Inputs explained by this run (errors included).
+    done
+        Inputs whose row says ``ok`` now (this run's and earlier runs').
     failed
         ``(path, error message)`` of each input whose row says ``error``.
     wall_seconds
         Duration of the run.
     interrupted
-        The run was stopped (Ctrl-C) before every input was done.
+        The run was stopped (Ctrl-C, or a signal: see ``stopped_by``) before
+        every input was done.
+    stopped_by
+        ``"SIGINT"`` or the signal that stopped it (``"SIGTERM"``), else ``None``.
     """
 
     out: Path
     images: int
     skipped: int
     explained: int
+    done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     wall_seconds: float = 0.0
     interrupted: bool = False
+    stopped_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,12 +98,22 @@ class JobReport:
 
 
 def local_outcomes(job: ExplainJob, pending: list[ImageInput]) -> Iterator[Outcome]:
-    """Explain ``pending`` in this process, in order, with one :class:`JobWorker`."""
+    """Explain ``pending`` in this process, in order, with one :class:`JobWorker`.
+
+    The model is loaded when this is called, before any image: a model that
+    cannot be loaded fails here.
+    """
     if not pending:
-        return
+        return iter(())
     worker = JobWorker(job)
-    for image in pending:
-        yield worker.explain(image)
+    return (worker.explain(image) for image in pending)
+
+
+def model_file_digest(job: ExplainJob) -> str | None:
+    """SHA-256 of the job's model file, or ``None`` for a built-in model or a callable."""
+    if job.model.kind not in ("torch-file", "keras-file"):
+        return None
+    return file_digest(job.model.location)
 
 
 def explain_images(
@@ -94,6 +128,10 @@ def explain_images(
     on_start: Callable[[int, int], None] | None = None,
 ) -> JobReport:
     """Explain every image not done yet and write the output folder.
+
+    The folder is locked for the whole run (:class:`~groupcam.jobs.store.FolderLock`);
+    its store refuses other settings and, by its file's and its weights'
+    digests, another model.
 
     Parameters
     ----------
@@ -113,7 +151,8 @@ def explain_images(
     run_info
         Extra facts about the run for ``summary.json`` (runner, workers).
     on_start
-        Called with ``(pending, skipped)`` once the folder is read.
+        Called with ``(pending, skipped)`` once the folder is read and the
+        runner has started (for the local runner, once the model is loaded).
 
     Returns
     -------
@@ -122,20 +161,20 @@ def explain_images(
     Raises
     ------
     groupcam.errors.UsageError
-        For a folder written with other settings, or a model that cannot be
-        loaded; nothing was explained then.
+        For a folder that cannot be written or is in use, written with other
+        settings or another model, or a model that cannot be loaded; nothing
+        was explained then.
     """
     started = time.perf_counter()
     folder = OutputFolder(out, job, overwrite=overwrite)
-    pending = [image for image in images if not folder.done(image)]
-    skipped = len(images) - len(pending)
-    if on_start is not None:
-        on_start(len(pending), skipped)
-    bar = progress(len(pending)) if progress is not None else None
     explained = 0
     interrupted = False
+    stopped_by: str | None = None
     setup_failed = False
+    bar = None
     info = dict(run_info or {"runner": "local"})
+    pending = [image for image in images if not folder.done(image)]
+    skipped = len(images) - len(pending)
 
     def facts() -> dict[str, Any]:
         wall = time.perf_counter() - started
@@ -147,38 +186,52 @@ def explain_images(
             "wall_seconds": round(wall, 3),
             "images_per_second": round(explained / wall, 4) if wall > 0 else None,
             "interrupted": interrupted,
+            "stopped_by": stopped_by,
         }
 
     try:
-        for outcome in runner(job, pending):
+        folder.check_model(file=model_file_digest(job))
+        outcomes = runner(job, pending)
+        if on_start is not None:
+            on_start(len(pending), skipped)
+        bar = progress(len(pending)) if progress is not None else None
+        for outcome in outcomes:
+            folder.check_model(weights=outcome.weights)
             folder.record(outcome)
             explained += 1
             if bar is not None:
                 bar.update(1)
             if folder.tables_due():
                 folder.write_tables(images, facts())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         interrupted = True
-    except UsageError:  # the model could not be loaded: nothing was explained
+        stopped_by = error.signal_name if isinstance(error, Stopped) else "SIGINT"
+    except UsageError:  # nothing could be explained
         setup_failed = explained == 0
         raise
     finally:
         if bar is not None:
             bar.close()
-        if not setup_failed:
-            folder.write_tables(images, facts())
-        folder.close()
+        try:
+            if not setup_failed:
+                folder.write_tables(images, facts())
+        finally:
+            folder.close()
+    rows = folder.rows
     failed = [
-        (image.path, str(folder.rows[image.name].get("error", "")))
+        (image.path, str(rows[image.name].get("error", "")))
         for image in images
-        if image.name in folder.rows and folder.rows[image.name]["status"] != "ok"
+        if image.name in rows and rows[image.name]["status"] != "ok"
     ]
+    done = sum(1 for image in images if rows.get(image.name, {}).get("status") == "ok")
     return JobReport(
         out=Path(out),
         images=len(images),
         skipped=skipped,
         explained=explained,
+        done=done,
         failed=failed,
         wall_seconds=time.perf_counter() - started,
         interrupted=interrupted,
+        stopped_by=stopped_by,
     )

@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 
 from groupcam_core import metrics
-from groupcam_core.errors import ConfigError, TargetError, TargetLayerError
+from groupcam_core.errors import ConfigError, ModelOutputError, TargetError, TargetLayerError
 from groupcam_core.kit import ExplainerBase
+from groupcam_core.model_outputs import check_outputs
 
 from ..errors import SettingsError
 from ..samples import imagenet_class_names
-from .images import decode_image, fit_to_size, normalize, overlay_on_original, png_bytes
+from .images import (
+    check_image_bounds,
+    decode_image,
+    fit_to_size,
+    normalize,
+    overlay_on_original,
+    png_bytes,
+)
 from .inputs import ImageInput
 from .models import LoadedModel, import_callable, load_model
 from .settings import ExplainJob
@@ -62,12 +70,17 @@ class Outcome:
         The contents of ``overlays/<name>.png``; ``None`` for an error.
     finished
         When the worker finished the image (``time.time()`` on its machine).
+    weights
+        The digest of the worker's model weights
+        (:func:`groupcam.jobs.models.weights_digest`), so that the runner can
+        tell a folder's maps of another model; ``None`` if not known.
     """
 
     row: dict[str, Any]
     map_npy: bytes | None = None
     overlay_png: bytes | None = field(default=None, repr=False)
     finished: float = field(default_factory=time.time)
+    weights: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -106,6 +119,7 @@ class JobWorker:
     def __init__(self, job: ExplainJob) -> None:
         self.job = job
         self.loaded: LoadedModel = load_model(job)
+        self.weights: str | None = self.loaded.weights_digest()
         self.size: tuple[int, int] = job.size or self.loaded.size or DEFAULT_SIZE
         how = job.preprocess
         if how == "auto":
@@ -140,13 +154,21 @@ class JobWorker:
         return np.ascontiguousarray(values[None]), fitted.box
 
     def _explainer_for(self, x: np.ndarray) -> ExplainerBase:
+        """The explainer, made at the first image; the model's outputs are checked on it.
+
+        A model whose outputs are no ``(1, classes)`` scores for one image
+        cannot explain any image: :class:`SettingsError`.
+        """
         if self._explainer is None:
             explainer = self.loaded.explainer(self.job, x)
-            if self.class_names is None:
-                with explainer.using_backend(x) as backend:
-                    outputs = backend.to_numpy(backend.forward(backend.prepare_input(x)))
-                if np.ndim(outputs) == 2 and np.shape(outputs)[1] == 1000:
-                    self.class_names = imagenet_class_names()
+            with explainer.using_backend(x) as backend:
+                outputs = backend.to_numpy(backend.forward(backend.prepare_input(x)))
+            try:
+                check_outputs(outputs, 1)
+            except ModelOutputError as error:
+                raise SettingsError(str(error)) from error
+            if self.class_names is None and np.shape(outputs)[1] == 1000:
+                self.class_names = imagenet_class_names()
             self._explainer = explainer
         return self._explainer
 
@@ -157,7 +179,8 @@ class JobWorker:
         ------
         SettingsError
             If the explainer refuses the job's settings (``ConfigError``,
-            ``TargetLayerError``, ``TargetError``): no image could be explained.
+            ``TargetLayerError``, ``TargetError``) or the model's outputs are
+            no class scores: no image could be explained.
 
         Parameters
         ----------
@@ -169,16 +192,21 @@ class JobWorker:
         """
         start = time.perf_counter()
         try:
-            return self._explain(image, data, start)
+            outcome = self._explain(image, data, start)
+        except SettingsError as error:
+            raise SettingsError(f"{error} (at {image.path})") from error
         except (ConfigError, TargetLayerError, TargetError) as error:
             raise SettingsError(f"{error} (at {image.path})") from error
         except Exception as error:  # a broken image or a failure on it: its row says what
             message = f"{type(error).__name__}: {error}".strip().replace("\n", " ")
-            return Outcome(error_row(image, message, round(time.perf_counter() - start, 4)))
+            outcome = Outcome(error_row(image, message, round(time.perf_counter() - start, 4)))
+        outcome.weights = self.weights
+        return outcome
 
     def _explain(self, image: ImageInput, data: Any, start: float) -> Outcome:
         if isinstance(data, np.ndarray):
             pixels = _as_rgb(data)
+            check_image_bounds(pixels.shape[1], pixels.shape[0])
         else:
             pixels = decode_image(data if data is not None else image.path)
         x, box = self.prepare(pixels)
@@ -204,7 +232,10 @@ class JobWorker:
             run = metrics.insertion if metric == "insertion" else metrics.deletion
             curves = run(explainer, x, result.saliency, result.targets)
             row[f"{metric}_auc"] = float(curves.auc[0])
-        overlay = png_bytes(overlay_on_original(pixels, saliency, box))
+        label = f"{row['target_name'] or f'class {target}'} ({row['probability']:.1%})"
+        if row["degenerate"]:
+            label += ", degenerate map"
+        overlay = png_bytes(overlay_on_original(pixels, saliency, box, label=label))
         row["seconds"] = round(time.perf_counter() - start, 4)
         return Outcome(row, map_bytes(saliency), overlay)
 

@@ -10,11 +10,15 @@ one, and with it its framework, only when a job needs it.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+import numpy as np
 
 from groupcam_core.protocol import Layout
 
 from ..errors import ModelLoadError
+from ..native_logs import quiet_framework_start
 
 if TYPE_CHECKING:
     from groupcam_core.kit import ExplainerBase
@@ -63,6 +67,10 @@ class ModelLoader(Protocol):
         """Use ``threads`` threads for the framework's kernels, where it can still be set."""
         ...
 
+    def weights(self, model: Any) -> Iterator[tuple[str, np.ndarray]]:
+        """Every weight and buffer of the model, by name, as numpy (for its fingerprint)."""
+        ...
+
 
 @runtime_checkable
 class FileLoader(ModelLoader, Protocol):
@@ -76,7 +84,8 @@ class FileLoader(ModelLoader, Protocol):
 def loader(framework: str) -> ModelLoader:
     """The loader of ``framework`` (imports the framework)."""
     try:
-        module = importlib.import_module(_MODULES[framework])
+        with quiet_framework_start():
+            module = importlib.import_module(_MODULES[framework])
     except ImportError as error:
         raise ModelLoadError(
             f"the {framework} adapter cannot be imported ({error}); "

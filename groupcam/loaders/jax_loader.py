@@ -8,7 +8,7 @@ linen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ __all__ = [
     "make_explainer",
     "owns",
     "set_threads",
+    "weights",
 ]
 
 FRAMEWORK = "jax"
@@ -66,3 +67,15 @@ def make_explainer(model: Any, job: ExplainJob, sample: np.ndarray) -> GroupCAM:
 
 def set_threads(threads: int) -> None:
     """XLA fixes its CPU threads when it starts; set ``XLA_FLAGS`` before running instead."""
+
+
+def weights(model: Any) -> Iterator[tuple[str, np.ndarray]]:
+    """The linen pair's variables or the NNX module's state but its random-number state
+    (which no map depends on, and which a model's use advances), by path in the tree."""
+    import jax
+
+    tree = model[1] if _is_linen_pair(model) else nnx.state(model, nnx.Not(nnx.RngState))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        yield jax.tree_util.keystr(path), np.asarray(leaf)

@@ -7,6 +7,7 @@ once per process, before this module is imported.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "make_explainer",
     "owns",
     "set_threads",
+    "weights",
 ]
 
 FRAMEWORK = "keras"
@@ -108,3 +110,9 @@ def set_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def weights(model: keras.Model) -> Iterator[tuple[str, np.ndarray]]:
+    """The model's variables, by path."""
+    for variable in model.weights:
+        yield str(variable.path), np.asarray(keras.ops.convert_to_numpy(variable))

@@ -6,9 +6,12 @@ when a job's model is a torch one.
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +38,34 @@ __all__ = [
     "mirror_script_module",
     "owns",
     "set_threads",
+    "weights",
 ]
 
 FRAMEWORK = "torch"
 
 _SCRIPT_CONVOLUTIONS = ("Conv2d", "ConvTranspose2d")
 _SCRIPT_POOLING = ("MaxPool2d", "AvgPool2d", "AdaptiveMaxPool2d", "AdaptiveAvgPool2d", "LPPool2d")
+
+
+_MAGIC_NUMBERS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x89HDF", "an HDF5 file (a legacy Keras .h5 model needs the .h5 ending)"),
+)
+
+
+def _looks_like(start: bytes) -> str | None:
+    """What a file that begins with ``start`` is, when it is a common kind of non-model."""
+    for magic, what in _MAGIC_NUMBERS:
+        if start.startswith(magic):
+            return what
+    if start[:4] == b"RIFF" and start[8:12] == b"WEBP":
+        return "a WebP image"
+    return None
 
 
 def classify_file(path: str | Path) -> str:
@@ -57,8 +82,22 @@ def classify_file(path: str | Path) -> str:
     Raises
     ------
     UsageError
-        If the file is not a torch file at all.
+        If the file is not a torch file at all (empty, an image, text, ...).
     """
+    with open(path, "rb") as handle:
+        start = handle.read(16)
+    if not start:
+        raise UsageError(f"model: {path} is empty (0 bytes), not a model file")
+    known = _looks_like(start)
+    if known is not None:
+        raise UsageError(
+            f"model: {path} is {known}, not a model file; MODEL comes first, then the images"
+        )
+    # torch.save writes a zip archive (and, before torch 1.6, a pickle: protocol 2 starts 0x80).
+    if not zipfile.is_zipfile(path) and start[:1] != b"\x80":
+        raise UsageError(
+            f"model: {path} is not a torch file (neither a torch.save archive nor TorchScript)"
+        )
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -82,9 +121,16 @@ def load_file(path: str, trust_model: bool) -> nn.Module:
     """
     kind = classify_file(path)
     if kind == "torchscript":
-        with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript; the user chose it
-            warnings.simplefilter("ignore", DeprecationWarning)
-            scripted = torch.jit.load(path, map_location="cpu")
+        try:
+            with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript; the user chose it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.load(path, map_location="cpu")
+        except Exception as error:  # a broken archive: torch raises RuntimeError and others
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise UsageError(
+                f"model: {path} looks like a TorchScript archive, but torch cannot load it: "
+                f"{type(error).__name__}: {message}"
+            ) from error
         mirror = mirror_script_module(scripted)
         if isinstance(mirror, ScriptedLayer):
             raise UsageError(
@@ -105,7 +151,25 @@ def load_file(path: str, trust_model: bool) -> nn.Module:
             "(as torch.load(weights_only=False) does). Pass --trust-model if you trust the file, "
             "or save it with torch.jit.save, or give package.module:callable"
         )
-    model = torch.load(path, map_location="cpu", weights_only=False)
+    # As `python script.py` would: the classes a pickle names may live in modules
+    # beside the file or in the current folder.
+    folders = [str(Path(path).resolve().parent), os.getcwd()]
+    added = [folder for folder in folders if folder not in sys.path]
+    sys.path[:0] = added
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(
+            f"model: {path} names code that cannot be imported ({type(error).__name__}: "
+            f"{error}); run from the folder of the module that defines the model's classes, or "
+            "put it on PYTHONPATH"
+        ) from error
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise UsageError(f"model: cannot read {path} as a torch file: {error}") from error
+    finally:
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
     if not isinstance(model, nn.Module):
         raise UsageError(f"model: {path} holds a {type(model).__name__}, not a torch.nn.Module")
     return model.eval()
@@ -194,3 +258,17 @@ def make_explainer(model: nn.Module, job: ExplainJob, sample: np.ndarray) -> Gro
 def set_threads(threads: int) -> None:
     """Use ``threads`` threads for torch's kernels in this process."""
     torch.set_num_threads(threads)
+
+
+def weights(model: nn.Module) -> Iterator[tuple[str, np.ndarray]]:
+    """The model's parameters and buffers (those of scripted layers too), as raw bytes."""
+    owners: list[tuple[str, Any]] = [("", model)]
+    owners += [
+        (f"{name}.", module.__dict__["scripted"])
+        for name, module in model.named_modules()
+        if isinstance(module, ScriptedLayer)
+    ]
+    for prefix, owner in owners:
+        for name, tensor in owner.state_dict().items():
+            raw = tensor.detach().cpu().contiguous().view(-1).view(torch.uint8)
+            yield f"{prefix}{name}:{tensor.dtype}:{tuple(tensor.shape)}", raw.numpy()
