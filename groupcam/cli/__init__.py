@@ -8,6 +8,7 @@ new row of :data:`COMMANDS`; docs/architecture.md says more.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    # TensorFlow's C++ start-up lines (CPU features, missing CUDA) are not the user's concern;
+    # a user who wants them sets TF_CPP_MIN_LOG_LEVEL.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -16,7 +16,7 @@ from groupcam_core import VARIANTS, __version__
 
 from ..compare import child
 from ..zoo import explainers
-from .arguments import name_list, positive_int
+from .arguments import UsageError, name_list, positive_int
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
 
@@ -49,8 +49,9 @@ def add_arguments(compare: argparse.ArgumentParser) -> None:
     )
     compare.add_argument(
         "--reference",
-        default="torch",
-        help="the way the others are compared with (default: torch, or the first way that ran)",
+        default=None,
+        help="the way the others are compared with, one of --ways (default: torch if asked "
+        "for, else the first way; the first way that ran if that one could not run)",
     )
     compare.add_argument("--groups", type=positive_int, default=32)
     compare.add_argument("--batch-size", type=positive_int, default=None)
@@ -177,6 +178,17 @@ def run(args: argparse.Namespace) -> int:
     from ..compare import Comparison
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    if args.reference is not None and args.reference not in args.ways:
+        raise UsageError(
+            f"--reference {args.reference} is not one of --ways ({', '.join(args.ways)}); "
+            "name the way the others are compared with"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot create it ({error.strerror})") from error
     print(
         f"Explaining {args.images or 4} photo(s) with EfficientNet-Lite0 in {len(args.ways)} "
         f"way(s), each in its own process ({', '.join(args.variants)}; {args.groups} groups) ..."
@@ -185,7 +197,10 @@ def run(args: argparse.Namespace) -> int:
     if not outcome.metas:
         print("groupcam compare: no way could run; see the lines above", file=sys.stderr)
         return 2
-    reference = args.reference if args.reference in outcome.metas else next(iter(outcome.metas))
+    wanted = args.reference or ("torch" if "torch" in args.ways else args.ways[0])
+    reference = wanted if wanted in outcome.metas else next(iter(outcome.metas))
+    if reference != wanted:
+        print(f"  (comparing with {reference}: {wanted} could not run)")
     comparisons = {
         variant: Comparison.from_runs(found, reference) for variant, found in outcome.runs.items()
     }

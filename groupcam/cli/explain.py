@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,7 @@ from groupcam_core import VARIANTS
 
 from ..frameworks import FRAMEWORKS
 from ..jobs.inputs import find_images
-from ..jobs.runner import JobReport, explain_images
+from ..jobs.runner import JobReport, Stopped, explain_images
 from ..jobs.settings import METRICS, ExplainJob, ModelSource, parse_size, resolve_target
 from ..samples import imagenet_class_names
 from .arguments import UsageError, positive_int
@@ -25,9 +29,12 @@ DESCRIPTION = """\
 Explain every image in INPUT (files, folders searched recursively, globs; JPEG,
 PNG, BMP, TIFF, WebP) with Group-CAM and write DIR/maps/<name>.npy (float32 maps
 at the model's input resolution), DIR/overlays/<name>.png (the map over the
-original image), DIR/results.csv and DIR/summary.json. A rerun into the same DIR
-skips the images already done. Exit status: 0 when every image was explained, 1
-when some failed (listed on stderr), 2 for usage errors.
+image, with its class and a color bar), DIR/results.csv, DIR/summary.json and
+DIR/report.html (a page to browse the run). DIR/job.sqlite holds the job's
+state: a rerun into the same DIR skips the images already done, and refuses
+other settings or another model. One job at a time uses a DIR. Exit status: 0
+when every image was explained, 1 when some failed (listed on stderr), 2 for
+usage errors, 130 after Ctrl-C and 143 after SIGTERM (rerun to resume).
 """
 
 _EPILOG = """\
@@ -73,13 +80,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments and options of ``groupcam explain``."""
     parser.add_argument("model", metavar="MODEL", help="the model (see below)")
     parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or globs")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder (locked while the job runs; never searched for inputs)",
+    )
     parser.add_argument(
         "--framework",
         choices=FRAMEWORKS,
         help="the built-in model's framework (default torch); for other models, a check",
     )
-    parser.add_argument("--layer", metavar="NAME", help="target layer (default: the adapter's)")
+    parser.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="target layer (default: the last spatial feature map, as the adapter finds it)",
+    )
     parser.add_argument(
         "--targets",
         default="top1",
@@ -91,10 +107,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a text file with one class name per line (default: ImageNet's for 1000 classes)",
     )
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="paper")
-    parser.add_argument("--groups", type=positive_int, default=32)
     parser.add_argument(
-        "--batch-size", type=positive_int, help="rows per forward pass (default: per device)"
+        "--variant",
+        choices=sorted(VARIANTS),
+        default="paper",
+        help="the preset of Group-CAM's constants, see docs/algorithm.md (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--groups",
+        type=positive_int,
+        default=32,
+        help="channel groups G, at most the layer's channels (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="rows per masked forward pass (default: the adapter's for the device, 4 to 64)",
     )
     parser.add_argument(
         "--size", type=_size, metavar="H[,W]", help="model input size (default: the model's or 224)"
@@ -102,22 +130,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preprocess",
         default="auto",
-        metavar="imagenet|inception|none|MODULE:FUNCTION",
-        help="pixels to model input (default: the built-in model's own, else imagenet)",
+        metavar="auto|imagenet|inception|none|MODULE:FUNCTION",
+        help="pixels to model input; auto: the built-in model's own, else imagenet "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--metrics",
         type=_metrics,
         default=(),
         metavar="insertion,deletion",
-        help="add each image's insertion and/or deletion AUC",
+        help="add each image's insertion and/or deletion AUC (default: none)",
     )
     parser.add_argument(
         "--ray",
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="run on Ray Data: a local runtime, or join ADDRESS (use --ray=ADDRESS before MODEL)",
+        help="run on Ray Data: a local runtime, or join ADDRESS (use --ray=ADDRESS before "
+        "MODEL; default: run in this process)",
     )
     parser.add_argument(
         "--workers", type=positive_int, help="with --ray: actors (default: as CPUs allow)"
@@ -131,10 +161,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-model",
         action="store_true",
-        help="allow loading a pickled torch module (runs code named in the file)",
+        help="allow loading a pickled torch module (runs code named in the file; default: refused)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="explain done images again")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh: explain every image again (default: resume, skipping done images)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no summary (default: both)"
+    )
 
 
 def _class_names(path: str | None) -> tuple[str, ...] | None:
@@ -221,28 +257,53 @@ def _report(report: JobReport, quiet: bool) -> int:
             rest = len(report.failed) - MAX_LISTED_FAILURES
             print(f"  ... and {rest} more (see {report.out / 'results.csv'})", file=sys.stderr)
     if report.interrupted:
+        by = "" if report.stopped_by in (None, "SIGINT") else f" by {report.stopped_by}"
         print(
-            "groupcam explain: interrupted; run the same command again to resume", file=sys.stderr
+            f"groupcam explain: interrupted{by}; run the same command again to resume",
+            file=sys.stderr,
         )
     if not quiet:
-        done = report.images - len(report.failed)
         print(
-            f"{done} of {_count(report.images, 'image')} explained ({report.explained} in this "
-            f"run, {report.skipped} before) in {report.wall_seconds:.1f} s -> {report.out}"
+            f"{report.done} of {_count(report.images, 'image')} explained ({report.explained} "
+            f"in this run, {report.skipped} before) in {report.wall_seconds:.1f} s -> "
+            f"{report.out}"
         )
     if report.interrupted:
-        return 130
+        signal_number = getattr(signal, report.stopped_by or "SIGINT", signal.SIGINT)
+        return 128 + int(signal_number)  # 130 for Ctrl-C, 143 for SIGTERM, as shells report
     return 1 if report.failed else 0
 
 
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """Make SIGTERM (and SIGHUP) end the run as Ctrl-C does: tables written, resumable."""
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(number: int, frame: Any) -> None:
+        raise Stopped(signal.Signals(number).name)
+
+    previous = {name: signal.signal(getattr(signal, name), stop) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``groupcam explain``; return the exit status (0, 1, 2, or 130 if interrupted).
+    """Run ``groupcam explain``; return the exit status.
+
+    0 when every image was explained, 1 when some failed, 2 for usage errors,
+    130 when stopped by Ctrl-C and 143 by SIGTERM (the folder is then resumable).
 
     A :class:`~groupcam.errors.UsageError` (exit status 2) is reported by
     :func:`groupcam.cli.main`.
     """
     job = make_job(args)
-    images = find_images(args.inputs)
+    images = find_images(args.inputs, exclude=args.out)
     progress = _progress_bar(args.quiet)
 
     def on_start(pending: int, skipped: int) -> None:
@@ -255,12 +316,20 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    with _stopped_by_signals():
+        report = _run_job(args, job, images, progress, on_start)
+    return _report(report, args.quiet)
+
+
+def _run_job(
+    args: argparse.Namespace, job: ExplainJob, images: list[Any], progress: Any, on_start: Any
+) -> JobReport:
     if args.ray is not None:
         from ..jobs.models import check_model_source
         from ..jobs.ray_runner import explain_images_on_ray
 
         check_model_source(job)
-        report = explain_images_on_ray(
+        return explain_images_on_ray(
             job,
             images,
             args.out,
@@ -270,13 +339,6 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             on_start=on_start,
         )
-    else:
-        report = explain_images(
-            job,
-            images,
-            args.out,
-            overwrite=args.overwrite,
-            progress=progress,
-            on_start=on_start,
-        )
-    return _report(report, args.quiet)
+    return explain_images(
+        job, images, args.out, overwrite=args.overwrite, progress=progress, on_start=on_start
+    )

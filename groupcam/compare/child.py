@@ -23,6 +23,7 @@ import numpy as np
 from groupcam_core import Explanation, make_config
 
 from ..frameworks import versions
+from ..native_logs import quiet_framework_start
 from ..samples import sample_batch
 from ..zoo.explainers import WAYS, get_way, make_explainer, use_keras_backend
 from .comparison import WayRun
@@ -62,8 +63,9 @@ def run_way(
     way = get_way(name)
     if way.keras_backend is not None:
         use_keras_backend(way.keras_backend)
-    for module in way.modules:  # a missing framework fails here, before any work
-        importlib.import_module(module)
+    with quiet_framework_start():
+        for module in way.modules:  # a missing framework fails here, before any work
+            importlib.import_module(module)
     _, batch = sample_batch(way.layout, size=size, count=count)
     arrays: dict[str, Any] = {}
     configs = {}

@@ -15,6 +15,7 @@ import difflib
 from typing import Any
 
 from ..errors import UsageError
+from ..native_logs import quiet_framework_start
 
 __all__ = ["BUILTIN_MODELS", "builtin_model"]
 
@@ -54,7 +55,8 @@ def builtin_model(name: str, framework: str, size: tuple[int, int] | None = None
 
         return efficientnet_lite0()
     if framework == "keras":
-        from .lite0_keras import efficientnet_lite0 as keras_lite0
+        with quiet_framework_start():
+            from .lite0_keras import efficientnet_lite0 as keras_lite0
 
         height, width = size or (224, 224)
         return keras_lite0(input_shape=(height, width, 3))
