@@ -32,9 +32,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """The core's and the application's tests with no deep-learning framework installed."""
+    """The core's and the application's tests with no deep-learning framework installed.
+
+    The report's tests open it in Debian's chromium when it is installed (``.ci/run``
+    installs it); the parquet export is read back with pandas.
+    """
     session.install(
-        ".",
+        ".[parquet]",
+        "pandas>=2",
         "pytest>=7.4",
         "scikit-image>=0.21",
         "matplotlib>=3.7",

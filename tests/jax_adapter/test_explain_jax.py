@@ -53,7 +53,7 @@ def test_builtin_in_flax_linen_matches_torch(folder: Path, tmp_path: Path) -> No
     with open(out / "results.csv", newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
     expected = torch_lite0_map(row["path"])
-    np.testing.assert_allclose(np.load(out / "maps" / "grey.npy"), expected, atol=1e-4)
+    np.testing.assert_allclose(np.load(out / "maps" / f"{row['name']}.npy"), expected, atol=1e-4)
 
 
 def test_the_jax_loader_implements_the_declared_protocol() -> None:
@@ -63,3 +63,35 @@ def test_the_jax_loader_implements_the_declared_protocol() -> None:
     assert isinstance(found, ModelLoader)
     assert isinstance(found, FileLoader) is False
     assert found.FRAMEWORK == "jax"
+
+
+def test_the_jax_loader_fingerprints_weights_not_random_state() -> None:
+    """Equal weights, equal digest (a dropout's advanced random state aside); other weights,
+    another digest; linen pairs alike, and the random keys of a linen tree are readable."""
+    import jax
+    from flax import linen, nnx
+
+    from groupcam.jobs.models import model_weights_digest
+
+    class Net(nnx.Module):
+        def __init__(self, seed: int) -> None:
+            rngs = nnx.Rngs(seed)
+            self.conv = nnx.Conv(3, 4, (3, 3), rngs=rngs)
+            self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+        def __call__(self, x):
+            return self.drop(self.conv(x))
+
+    first, again, other = Net(0), Net(0), Net(1)
+    again(jax.numpy.ones((1, 8, 8, 3)))  # advances the dropout's random state
+    assert model_weights_digest("jax", first) == model_weights_digest("jax", again)
+    assert model_weights_digest("jax", first) != model_weights_digest("jax", other)
+
+    module = linen.Conv(4, (3, 3))
+    variables = module.init(jax.random.key(0), jax.numpy.ones((1, 8, 8, 3)))
+    moved = jax.tree_util.tree_map(lambda leaf: leaf + 1, variables)
+    assert model_weights_digest("jax", (module, variables)) != model_weights_digest(
+        "jax", (module, moved)
+    )
+    keyed = {**variables, "keys": {"seed": jax.random.key(3)}}
+    assert len(model_weights_digest("jax", (module, keyed))) == 64

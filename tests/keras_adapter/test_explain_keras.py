@@ -78,7 +78,8 @@ def test_keras_input_size_is_the_models(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = [str(saved), str(folder / "grey.png"), "--out", str(out), "--groups", "4", "--quiet"]
     assert main(["explain", *args]) == 0
-    assert np.load(out / "maps" / "grey.npy").shape == (32, 32)
+    (row,) = results_by_path(out).values()
+    assert np.load(out / "maps" / f"{row['name']}.npy").shape == (32, 32)
 
 
 def test_the_keras_loader_implements_the_declared_protocol() -> None:
@@ -88,3 +89,50 @@ def test_the_keras_loader_implements_the_declared_protocol() -> None:
     assert isinstance(found, ModelLoader)
     assert isinstance(found, FileLoader) is True
     assert found.FRAMEWORK == "keras"
+
+
+def test_a_replaced_keras_file_is_refused_on_resume(folder: Path, tmp_path: Path, capsys) -> None:
+    """Another model saved at the same path: the folder's maps are not mixed."""
+    from _support.keras_models import functional_cnn
+
+    saved = tmp_path / "model.keras"
+    functional_cnn(seed=0).save(saved)
+    out = tmp_path / "out"
+    assert main(["explain", str(saved), str(folder / "grey.png"), "--out", str(out), *SMALL]) == 0
+    functional_cnn(seed=1).save(saved)
+    assert main(["explain", str(saved), str(folder / "a"), "--out", str(out), *SMALL]) == 2
+    assert "holds maps of another model (its file" in capsys.readouterr().err
+    assert list(results_by_path(out)) == ["grey.png"]
+
+
+def test_the_keras_loader_fingerprints_weights(tmp_path: Path) -> None:
+    from _support.keras_models import functional_cnn
+
+    from groupcam.jobs.models import model_weights_digest
+
+    first, again, other = functional_cnn(seed=0), functional_cnn(seed=0), functional_cnn(seed=1)
+    assert model_weights_digest("keras", first) == model_weights_digest("keras", again)
+    assert model_weights_digest("keras", first) != model_weights_digest("keras", other)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's own log")
+def test_no_tensorflow_start_up_lines_on_stderr(folder: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from _support.keras_models import functional_cnn
+
+    saved = tmp_path / "model.keras"
+    functional_cnn().save(saved)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    args = [str(saved), str(folder / "grey.png"), "--out", str(tmp_path / "out"), *SMALL]
+    done = subprocess.run(
+        [sys.executable, "-m", "groupcam", "explain", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "KERAS_BACKEND": "tensorflow"},
+    )
+    assert done.returncode == 0, done.stderr
+    for noise in ("cpu_feature_guard", "oneDNN custom operations", "Unable to register cu"):
+        assert noise not in done.stderr

@@ -141,3 +141,58 @@ def test_ray_stops_at_settings_no_image_can_run_with(runtime, folder: Path, tmp_
     err = capsys.readouterr().err
     assert "could not explain with these settings" in err
     assert "groups=64 is more than the 10 channels" in err
+
+
+def test_ray_rows_carry_the_weights_and_are_recorded_as_they_arrive(
+    runtime, folder: Path, tmp_path: Path
+) -> None:
+    """Each result row names its model's weights; the job stores rows while workers still run."""
+    import sqlite3
+
+    from groupcam.jobs.ray_runner import IMAGES_PER_BLOCK, explain_images_on_ray
+
+    images = find_images([str(folder)])
+    assert len(images) > 2 * IMAGES_PER_BLOCK
+    job = ExplainJob(ModelSource.parse("efficientnet-lite0"), size=(64, 64), groups=8, threads=1)
+    out = tmp_path / "out"
+    report = explain_images_on_ray(job, images, out, workers=1)
+    assert report.explained == len(images)
+    with sqlite3.connect(out / "job.sqlite") as db:
+        times = db.execute("SELECT recorded, finished FROM outcomes").fetchall()
+        (model,) = db.execute("SELECT value FROM job WHERE key = 'model'").fetchone()
+    assert min(row[0] for row in times) < max(
+        row[1] for row in times
+    )  # the first rows were stored before the last was done
+    assert '"weights"' in model
+
+    files = ray.data.read_binary_files([images[0].path], include_paths=True)
+    (row,) = explain_dataset(files, job, workers=1).take_all()
+    assert len(row["weights"]) == 64
+    assert row["weights"] in model
+
+
+def test_ctrl_c_on_ray_keeps_the_finished_rows(runtime, folder: Path, tmp_path: Path) -> None:
+    from groupcam.jobs.ray_runner import explain_images_on_ray
+
+    class StopAfterTwo:
+        def __init__(self, total: int) -> None:
+            self.seen = 0
+
+        def update(self, n: int = 1) -> None:
+            self.seen += n
+            if self.seen == 2:
+                raise KeyboardInterrupt
+
+        def close(self) -> None:
+            pass
+
+    images = find_images([str(folder / "a"), str(folder / "b"), str(folder / "grey.png")])
+    job = ExplainJob(ModelSource.parse(FAKE), size=(32, 32), groups=4)
+    out = tmp_path / "out"
+    report = explain_images_on_ray(job, images, out, workers=1, progress=StopAfterTwo)
+    assert report.interrupted
+    assert report.stopped_by == "SIGINT"
+    assert report.explained == 2
+    assert len(rows_of(out)) == 2
+    again = explain_images_on_ray(job, images, out, workers=1)
+    assert (again.skipped, again.explained, again.done) == (2, len(images) - 2, len(images))

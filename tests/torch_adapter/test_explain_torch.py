@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,7 @@ import torch
 from _support.explain_inputs import BROKEN, GOOD, results_by_path
 from _support.explain_models import reference_input
 from _support.torch_models import TinyResNet
+from PIL import Image
 
 from groupcam.cli import main
 from groupcam.zoo.lite0_torch import efficientnet_lite0
@@ -138,3 +143,120 @@ def test_the_torch_loader_implements_the_declared_protocol() -> None:
     assert isinstance(found, ModelLoader)
     assert isinstance(found, FileLoader) is True
     assert found.FRAMEWORK == "torch"
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "pickle"])
+def test_a_replaced_model_file_is_refused_on_resume(
+    folder: Path, tmp_path: Path, capsys, kind: str
+) -> None:
+    """Another model saved at the same path: the folder's maps are not mixed."""
+    saved = tmp_path / "model.pt"
+    trust = ["--trust-model", "--layer", "6"] if kind == "pickle" else []
+
+    def save(model: torch.nn.Module) -> None:
+        if kind == "torchscript":
+            torch.jit.save(torch.jit.script(model), saved)
+        else:
+            torch.save(model, saved)
+
+    save(_support_blob_net(seed=None))
+    out = tmp_path / "out"
+    args = [str(folder / "a"), "--out", str(out), *trust, *SMALL]
+    assert main(["explain", str(saved), *args]) == 0
+    save(_support_blob_net(seed=7))  # other weights
+    assert main(["explain", str(saved), str(folder), "--out", str(out), *trust, *SMALL]) == 2
+    message = capsys.readouterr().err
+    assert "holds maps of another model (its file" in message
+    assert str(saved) in message
+    assert len(results_by_path(out)) == 1  # nothing of the second model was recorded
+    assert main(["explain", str(saved), *args, "--overwrite"]) == 0
+
+
+def _support_blob_net(seed: int | None) -> torch.nn.Module:
+    from _support.torch_models import blob_net_architecture, trained_blob_net
+
+    if seed is None:
+        return trained_blob_net()
+    torch.manual_seed(seed)
+    return blob_net_architecture().eval()
+
+
+def test_a_pickled_module_whose_class_lives_beside_it(tmp_path: Path, folder: Path) -> None:
+    """As ``python`` does for a script: the file's folder and the current one are importable."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mynets.py").write_text(
+        "import torch\n"
+        "class Doubled(torch.nn.Module):\n"
+        "    def __init__(self, inner):\n"
+        "        super().__init__()\n"
+        "        self.inner = inner\n"
+        "    def forward(self, x):\n"
+        "        return 2 * self.inner(x)\n"
+    )
+    code = (
+        "import sys, torch\n"
+        f"sys.path.insert(0, {str(project)!r})\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from mynets import Doubled\n"
+        "from _support.torch_models import trained_blob_net\n"
+        f"torch.save(Doubled(trained_blob_net()), {str(project / 'doubled.pt')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = [str(project / "doubled.pt"), str(folder / "a"), "--out", str(tmp_path / "out")]
+    args += ["--trust-model", "--layer", "inner.6", *SMALL]
+    done = subprocess.run(
+        [sys.executable, "-m", "groupcam", "explain", *args],
+        cwd=elsewhere,  # neither the current folder nor PYTHONPATH holds mynets.py
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(row["status"] == "ok" for row in results_by_path(tmp_path / "out").values())
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "is empty (0 bytes), not a model file"),
+        ("png", "is a PNG image, not a model file; MODEL comes first"),
+        ("fake-torchscript", "looks like a TorchScript archive, but torch cannot load it"),
+        ("text", "is not a torch file"),
+    ],
+)
+@pytest.mark.parametrize("trust", [False, True])
+def test_files_that_are_no_models_are_clear_usage_errors(
+    folder: Path, tmp_path: Path, capsys, kind: str, message: str, trust: bool
+) -> None:
+    model = tmp_path / f"model.{'png' if kind == 'png' else 'pt'}"
+    if kind == "empty":
+        model.write_bytes(b"")
+    elif kind == "png":
+        Image.new("RGB", (8, 8)).save(model, format="PNG")
+    elif kind == "fake-torchscript":
+        with zipfile.ZipFile(model, "w") as archive:
+            archive.writestr("model/code/__torch__.py", "not code at all")
+            archive.writestr("model/constants.pkl", b"\x00\x01")
+    else:
+        model.write_text("weights = [1, 2, 3]\n")
+    out = tmp_path / "out"
+    args = [str(model), str(folder / "a"), "--out", str(out), *SMALL]
+    assert main(["explain", *args, *(["--trust-model"] if trust else [])]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert not error.rstrip().endswith(":")
+    assert "Traceback" not in error
+    assert not out.exists()  # nothing was explained, so no folder was left behind
+
+
+def test_the_torch_loader_fingerprints_weights_not_objects(blob_net) -> None:
+    from groupcam.jobs.models import model_weights_digest
+
+    copy = _support_blob_net(seed=None)
+    assert model_weights_digest("torch", copy) == model_weights_digest("torch", blob_net)
+    with torch.no_grad():
+        copy[0].weight[0, 0, 0, 0] += 1e-6
+    assert model_weights_digest("torch", copy) != model_weights_digest("torch", blob_net)
