@@ -72,7 +72,7 @@ def test_several_layers_are_explained_from_one_gradient_pass(way, blob_net, phot
     np.testing.assert_allclose(
         both.group_scores,
         np.concatenate([alone[first].group_scores, alone[last].group_scores], axis=1),
-        atol=1e-7,
+        atol=1e-6,  # XLA compiles the one- and two-layer programs apart: a few float32 ulps
     )
     stacked = np.stack([alone[first].saliency, alone[last].saliency])
     fused = stacked.mean(axis=0) if fusion == "mean" else stacked.max(axis=0)
