@@ -54,7 +54,14 @@ from .metrics import (
 )
 from .protocol import Backend, FastBackend, GradientPass, Layout, Objective
 from .result import Explanation
-from .targets import ClassLogit, ClassProbability, RegressionOutput, SegmentationClass
+from .targets import (
+    ClassLogit,
+    ClassProbability,
+    DetectionBox,
+    EmbeddingSimilarity,
+    RegressionOutput,
+    SegmentationClass,
+)
 from .transforms import tokens_to_grid
 
 __all__ = [
@@ -68,6 +75,8 @@ __all__ = [
     "ConfidenceChange",
     "EnergyPointingGame",
     "ConfigError",
+    "DetectionBox",
+    "EmbeddingSimilarity",
     "Explanation",
     "FastBackend",
     "GradientPass",

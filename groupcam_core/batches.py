@@ -121,6 +121,8 @@ def concat_rows(arrays: Sequence[Any]) -> Any:
     """``arrays`` joined along the first axis, in their own framework (``None`` stays)."""
     if arrays[0] is None:
         return None
+    if isinstance(arrays[0], list):  # per-image detections (a list of dicts per chunk)
+        return [item for part in arrays for item in part]
     xp = namespace_of(*arrays)
     concat = getattr(xp, "concat", None) or xp.concatenate
     return concat(list(arrays), axis=0)

@@ -22,6 +22,7 @@ from .batches import PreparedBatch, prepare_batch
 from .config import GroupCAMConfig
 from .features import LayerFeatures, check_groups, feature_maps
 from .forward import forward_in_chunks, resolve_batch_size
+from .per_image import explain_by_target, groups_of, merge_explanations
 from .protocol import Backend
 from .result import Explanation
 from .targets import Objective, TargetSpec
@@ -185,8 +186,9 @@ def explain_group_cam(
     x
         The batch the model consumes, in the adapter's input layout.
     targets
-        ``None`` (each image's top class), one int, one int per image, or a
-        target function ``f(outputs) -> (B,)`` (see :mod:`groupcam_core.targets`).
+        ``None`` (each image's top class), one int, one int per image, a
+        target function ``f(outputs) -> (B,)`` (see :mod:`groupcam_core.targets`),
+        or one int or target function per image (see :mod:`groupcam_core.per_image`).
     config
         Group-CAM constants; defaults to the "paper" preset.
     batch_size
@@ -197,6 +199,14 @@ def explain_group_cam(
     Explanation
     """
     config = config or GroupCAMConfig()
+    groups = groups_of(targets, x)
+    if groups is not None:
+        return explain_by_target(
+            lambda images, shared: explain_group_cam(backend, images, shared, config, batch_size),
+            x,
+            groups,
+            merge_explanations,
+        )
     batch_size = resolve_batch_size(batch_size, backend)
     batch = prepare_batch(backend, x)
     xp, size, height, width = batch.xp, batch.size, batch.height, batch.width

@@ -9,7 +9,7 @@ from array_api_compat import array_namespace
 
 from .arguments import positive_int
 from .errors import ModelOutputError
-from .model_outputs import check_outputs
+from .model_outputs import check_outputs, output_rows
 from .protocol import Backend
 
 __all__ = ["default_batch_size", "forward_in_chunks", "padded_rows", "resolve_batch_size"]
@@ -58,12 +58,12 @@ def forward_in_chunks(
         outputs = backend.forward(chunk)
         if class_scores:
             check_outputs(outputs, sent, where=where)
-        elif tuple(getattr(outputs, "shape", ()))[:1] != (sent,):
+        elif output_rows(outputs) != sent:
             raise ModelOutputError(
                 f"{where} returned an output of shape {tuple(getattr(outputs, 'shape', ()))} "
                 f"for a batch of {sent}; its first axis must be the batch"
             )
-        yield start, stop, outputs[:rows, ...]
+        yield start, stop, (outputs[:rows] if isinstance(outputs, list) else outputs[:rows, ...])
 
 
 def resolve_batch_size(batch_size: Any, backend: Backend, preferred: int | None = None) -> int:

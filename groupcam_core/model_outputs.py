@@ -19,6 +19,8 @@ from .errors import PROBABILITIES_WARNING, BackendError, ModelOutputError, warn
 __all__ = [
     "OutputSelector",
     "check_outputs",
+    "is_detection_list",
+    "output_rows",
     "looks_like_probabilities",
     "select_class_scores",
     "warn_if_probabilities",
@@ -27,6 +29,28 @@ __all__ = [
 #: How to find the class scores in what a model returns: a key or attribute
 #: name, an index, or a callable; ``None`` to guess (see select_class_scores).
 OutputSelector = str | int | Callable[[Any], Any] | None
+
+
+def is_detection_list(outputs: Any) -> bool:
+    """Whether ``outputs`` is a list of per-image detections, as torchvision's detectors give:
+    one mapping per image with ``boxes`` and ``scores`` (see
+    :class:`~groupcam_core.targets.DetectionBox`)."""
+    return (
+        isinstance(outputs, (list, tuple))
+        and len(outputs) > 0
+        and all(
+            isinstance(item, Mapping) and "boxes" in item and "scores" in item for item in outputs
+        )
+    )
+
+
+def output_rows(outputs: Any) -> int | None:
+    """How many rows (images) a model's outputs hold: an array's first axis, or how many
+    per-image detections a list holds; ``None`` for neither."""
+    if is_detection_list(outputs):
+        return len(outputs)
+    shape = tuple(getattr(outputs, "shape", ()))
+    return int(shape[0]) if shape else None
 
 
 def select_class_scores(
@@ -45,6 +69,8 @@ def select_class_scores(
     is_array, array_type
         The framework's array test and the name of its array type, for errors.
     """
+    if selector is None and is_detection_list(raw):
+        return list(raw)  # per-image detections, for a target function (DetectionBox)
     if selector is not None:
         if callable(selector):
             chosen = selector(raw)
@@ -97,6 +123,11 @@ def select_class_scores(
 
 def check_outputs(outputs: Any, batch: int, where: str = "the model") -> None:
     """Raise :class:`ModelOutputError` unless ``outputs`` is a ``(batch, classes)`` array."""
+    if is_detection_list(outputs):
+        raise ModelOutputError(
+            f"{where} returned detections (a list of dicts with boxes and scores), not class "
+            "scores; explain an object with targets=DetectionBox(box, label)"
+        )
     shape = tuple(getattr(outputs, "shape", ()))
     if len(shape) != 2 or shape[0] != batch or shape[1] < 1:
         raise ModelOutputError(

@@ -8,7 +8,19 @@ import numpy as np
 
 from .config import GroupCAMConfig
 
-__all__ = ["Explanation"]
+__all__ = ["PER_IMAGE_ARRAYS", "Explanation"]
+
+#: The fields of an :class:`Explanation` that hold one row per image, always set
+#: (``target_scores`` and ``layer_saliency`` are per image too, but optional).
+PER_IMAGE_ARRAYS: tuple[str, ...] = (
+    "saliency",
+    "targets",
+    "target_probabilities",
+    "baseline_scores",
+    "group_scores",
+    "skipped_groups",
+    "degenerate",
+)
 
 
 @dataclass(frozen=True)

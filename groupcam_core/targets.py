@@ -26,11 +26,13 @@ from typing import Any
 from array_api_compat import array_namespace, device
 
 from .errors import ModelOutputError, TargetError
-from .model_outputs import check_outputs, warn_if_probabilities
+from .model_outputs import check_outputs, output_rows, warn_if_probabilities
 from .namespaces import is_tensorflow, namespace_of
 
 __all__ = [
     "ClassLogit",
+    "DetectionBox",
+    "EmbeddingSimilarity",
     "ClassObjective",
     "ClassProbability",
     "FunctionObjective",
@@ -38,6 +40,7 @@ __all__ = [
     "RegressionOutput",
     "SegmentationClass",
     "TargetSpec",
+    "box_iou",
     "is_target_function",
     "log_sum_exp",
     "make_objective",
@@ -204,8 +207,8 @@ class FunctionObjective:
 
     def __call__(self, outputs: Any) -> None:
         """Check that ``f`` gives one finite score per image on the clean outputs."""
-        rows = tuple(getattr(outputs, "shape", ()))[:1]
-        if rows != (self.batch,):
+        rows = output_rows(outputs)
+        if rows != self.batch:
             raise ModelOutputError(
                 f"the model returned an output of shape {tuple(getattr(outputs, 'shape', ()))} "
                 f"for a batch of {self.batch}; its first axis must be the batch"
@@ -276,6 +279,12 @@ class _OneClass:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.category!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.category == self.category  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.category))
 
 
 class ClassLogit(_OneClass):
@@ -417,3 +426,236 @@ class RegressionOutput:
 
     def __repr__(self) -> str:
         return f"RegressionOutput({self.index})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RegressionOutput) and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((RegressionOutput, self.index))
+
+
+def _host_floats(value: Any, what: str) -> Any:
+    """``value`` (any framework's array, or a sequence) as a float64 numpy array."""
+    import numpy as np
+
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TargetError(f"{what} must be numbers, got {type(value).__name__}") from error
+    if not np.all(np.isfinite(array)):
+        raise TargetError(f"{what} must be finite, got {array.tolist()}")
+    return array
+
+
+def _like(value: float, like: Any) -> Any:
+    """An array shaped and typed as ``like``, filled with ``value`` (in ``like``'s framework)."""
+    return namespace_of(like).zeros_like(like) + value
+
+
+def box_iou(boxes: Any, box: Sequence[float]) -> Any:
+    """IoU of each predicted box ``(..., 4)`` (x1, y1, x2, y2) with one box, differentiably.
+
+    Written on the array API: runs on numpy, torch, JAX and TensorFlow arrays.
+    Predicted boxes with no area (x2 <= x1 or y2 <= y1) have an IoU of 0.
+    """
+    xp = namespace_of(boxes)
+    x1, y1, x2, y2 = (float(value) for value in box)
+    zero = _like(0.0, boxes[..., 0])
+    width = xp.maximum(
+        xp.minimum(boxes[..., 2], _like(x2, zero)) - xp.maximum(boxes[..., 0], _like(x1, zero)),
+        zero,
+    )
+    height = xp.maximum(
+        xp.minimum(boxes[..., 3], _like(y2, zero)) - xp.maximum(boxes[..., 1], _like(y1, zero)),
+        zero,
+    )
+    inter = width * height
+    predicted = xp.maximum(boxes[..., 2] - boxes[..., 0], zero) * xp.maximum(
+        boxes[..., 3] - boxes[..., 1], zero
+    )
+    union = predicted + (x2 - x1) * (y2 - y1) - inter
+    return inter / union
+
+
+class DetectionBox:
+    """A detector's evidence for one object: the predicted boxes that overlap it.
+
+    The score of image ``b`` is the sum, over its predicted boxes ``n`` whose
+    IoU with ``box`` is at least ``iou_threshold``, of ``IoU_n * score_n`` with
+    ``score_n`` the box's score for ``label``:
+
+    - dense outputs ``(B, N, 4 + classes)``, the boxes first, then one score per
+      class (as one-stage detectors give after decoding): ``score_n`` is
+      ``outputs[b, n, 4 + label]``;
+    - a list of ``B`` dicts with ``boxes`` ``(N, 4)``, ``scores`` ``(N,)`` and
+      ``labels`` ``(N,)`` (torchvision's detection models): only boxes whose
+      label is ``label`` count, and ``score_n`` is their ``scores``.
+
+    pytorch-grad-cam's ``FasterRCNNBoxScoreTarget`` takes, for each reference
+    box, the best-matching prediction of that label above the threshold and adds
+    its IoU and its score; here every match counts, each weighted by its IoU, so
+    that the score moves smoothly as masking shifts the predictions. Boxes are
+    ``(x1, y1, x2, y2)`` in input pixels.
+
+    Parameters
+    ----------
+    box
+        The object's box, ``(x1, y1, x2, y2)`` with ``x2 > x1`` and ``y2 > y1``.
+    label
+        Its class.
+    iou_threshold
+        Predicted boxes that overlap the box less are not counted.
+    """
+
+    def __init__(self, box: Sequence[float], label: int, iou_threshold: float = 0.5) -> None:
+        values = _host_floats(box, "box")
+        if values.shape != (4,):
+            raise TargetError(f"box must be (x1, y1, x2, y2), got shape {values.shape}")
+        if not (values[2] > values[0] and values[3] > values[1]):
+            raise TargetError(f"box must have x2 > x1 and y2 > y1, got {values.tolist()}")
+        self.box = tuple(float(value) for value in values)
+        self.label = _category(label, "label")
+        threshold = float(iou_threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise TargetError(f"iou_threshold must be in [0, 1], got {iou_threshold!r}")
+        self.iou_threshold = threshold
+
+    def _weighted(self, boxes: Any, scores: Any, keep: Any = None) -> Any:
+        xp = namespace_of(boxes)
+        iou = box_iou(boxes, self.box)
+        counted = iou >= self.iou_threshold
+        if keep is not None:
+            counted = xp.logical_and(counted, keep)
+        return xp.where(counted, iou * scores, xp.zeros_like(iou))
+
+    def __call__(self, outputs: Any) -> Any:
+        if isinstance(outputs, (list, tuple)):
+            return self._per_image_dicts(outputs)
+        shape = tuple(getattr(outputs, "shape", ()))
+        if len(shape) != 3 or shape[-1] < 5:
+            raise ModelOutputError(
+                f"DetectionBox needs dense outputs (B, boxes, 4 + classes) or a list of dicts "
+                f"with boxes, scores and labels; got shape {shape}"
+            )
+        if 4 + self.label >= shape[-1]:
+            raise TargetError(
+                f"label {self.label} is out of range for outputs with {shape[-1] - 4} classes "
+                f"(shape {shape}: 4 box coordinates, then one score per class)"
+            )
+        xp = namespace_of(outputs)
+        weighted = self._weighted(outputs[..., :4], outputs[..., 4 + self.label])
+        return xp.sum(weighted, axis=1)
+
+    def _per_image_dicts(self, outputs: Sequence[Any]) -> Any:
+        totals = []
+        for position, found in enumerate(outputs):
+            if not all(key in found for key in ("boxes", "scores", "labels")):
+                raise ModelOutputError(
+                    f"DetectionBox: output {position} is {type(found).__name__}; a list of "
+                    "detections must hold dicts with boxes, scores and labels"
+                )
+            boxes, scores, labels = found["boxes"], found["scores"], found["labels"]
+            xp = namespace_of(scores)
+            weighted = self._weighted(boxes, scores, labels == self.label)
+            totals.append(xp.sum(weighted, axis=0))
+        if not totals:
+            raise ModelOutputError("DetectionBox: the model returned no detections list")
+        return namespace_of(*totals).stack(totals, axis=0)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.box, self.label, self.iou_threshold)
+
+    def __repr__(self) -> str:
+        box, label, threshold = self._key()
+        return f"DetectionBox({list(box)}, label={label}, iou_threshold={threshold})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DetectionBox) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash((DetectionBox, *self._key()))
+
+
+class EmbeddingSimilarity:
+    """Cosine similarity of each output row ``(B, D)`` to a reference embedding.
+
+    For face verification, image retrieval and image-text models (CLIP: a text
+    embedding as the reference): the map shows what makes the image's
+    embedding close to the reference. Group-CAM score of a masked input: the
+    similarity's change from the blurred baseline.
+
+    Parameters
+    ----------
+    reference
+        ``(D,)``: one reference for every image; or ``(B, D)``: one per image
+        (row ``b`` for image ``b``; the images are then explained as per-image
+        targets, see :mod:`groupcam_core.per_image`). Any array type; it must
+        not be all zeros.
+    """
+
+    def __init__(self, reference: Any) -> None:
+        values = _host_floats(reference, "reference")
+        if values.ndim not in (1, 2) or values.shape[-1] < 1:
+            raise TargetError(
+                f"reference must be an embedding (D,) or one per image (B, D), got shape "
+                f"{values.shape}"
+            )
+        import numpy as np
+
+        norms = np.linalg.norm(values, axis=-1)
+        if np.any(norms == 0):
+            raise TargetError("reference embeddings must not be all zeros")
+        self.reference = values
+
+    def per_image_targets(self, batch: int) -> list[EmbeddingSimilarity] | None:
+        """One similarity per image for a ``(B, D)`` reference; ``None`` for a shared one."""
+        if self.reference.ndim == 1:
+            return None
+        if self.reference.shape[0] != batch:
+            raise TargetError(
+                f"reference holds {self.reference.shape[0]} embeddings for a batch of {batch} "
+                "images; give one per image, or one (D,) for all"
+            )
+        return [EmbeddingSimilarity(row) for row in self.reference]
+
+    def __call__(self, outputs: Any) -> Any:
+        shape = tuple(getattr(outputs, "shape", ()))
+        size = self.reference.shape[-1]
+        if len(shape) != 2 or shape[1] != size:
+            raise ModelOutputError(
+                f"EmbeddingSimilarity needs embeddings of shape (B, {size}) (the reference's "
+                f"size), got {shape}"
+            )
+        if self.reference.ndim == 2 and shape[0] != self.reference.shape[0]:
+            raise TargetError(
+                f"a reference per image ({self.reference.shape[0]}) for {shape[0]} output rows; "
+                "pass the function as targets= so that each image is scored with its own"
+            )
+        xp = namespace_of(outputs)
+        if is_tensorflow(outputs):
+            reference = xp.asarray(self.reference, dtype=outputs.dtype)
+        else:
+            reference = xp.asarray(self.reference, dtype=outputs.dtype, device=device(outputs))
+        if reference.ndim == 1:
+            reference = xp.reshape(reference, (1, size))
+        dot = xp.sum(outputs * reference, axis=1)
+        norms = xp.sqrt(xp.sum(outputs * outputs, axis=1)) * xp.sqrt(
+            xp.sum(reference * reference, axis=1)
+        )
+        tiny = _like(1e-12, norms)
+        return dot / xp.maximum(norms, tiny)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingSimilarity(reference of shape {self.reference.shape})"
+
+    def __eq__(self, other: object) -> bool:
+        import numpy as np
+
+        return isinstance(other, EmbeddingSimilarity) and np.array_equal(
+            other.reference, self.reference
+        )
+
+    def __hash__(self) -> int:
+        return hash((EmbeddingSimilarity, self.reference.shape, self.reference.tobytes()))

@@ -21,6 +21,29 @@ __all__ = ["Capture", "gradient_at_layers"]
 Capture = Callable[[Any], torch.Tensor]
 
 
+def _detached(outputs: Any) -> Any:
+    """The outputs without their graph: a tensor, or per-image detections (dicts of tensors)."""
+    if isinstance(outputs, list):
+        return [
+            {
+                key: value.detach() if torch.is_tensor(value) else value
+                for key, value in item.items()
+            }
+            for item in outputs
+        ]
+    return outputs.detach()
+
+
+def _requires_grad(outputs: Any) -> bool:
+    if isinstance(outputs, list):
+        return any(
+            torch.is_tensor(value) and value.requires_grad
+            for item in outputs
+            for value in item.values()
+        )
+    return bool(outputs.requires_grad)
+
+
 def gradient_at_layers(
     run: Callable[[torch.Tensor, Callable[[str], Capture]], Any],
     x: torch.Tensor,
@@ -94,8 +117,8 @@ def gradient_at_layers(
         for name in layer_names:
             if name not in captured:
                 raise layer_not_called(name)
-        targets = objective(outputs.detach())
-        if not outputs.requires_grad:
+        targets = objective(_detached(outputs))
+        if not _requires_grad(outputs):
             raise layer_not_connected(layer_names[0])
         score = objective.scores(outputs, targets).sum()
         gradients = torch.autograd.grad(
@@ -107,5 +130,5 @@ def gradient_at_layers(
     activations = tuple(captured[name].detach() for name in layer_names)
     gradients = tuple(gradient.detach() for gradient in gradients)
     if len(layer_names) == 1:
-        return GradientPass(activations[0], gradients[0], outputs.detach(), targets)
-    return GradientPass(activations, gradients, outputs.detach(), targets, tuple(layer_names))
+        return GradientPass(activations[0], gradients[0], _detached(outputs), targets)
+    return GradientPass(activations, gradients, _detached(outputs), targets, tuple(layer_names))

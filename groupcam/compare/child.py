@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from groupcam_core import Explanation, make_config
+from groupcam_core.result import PER_IMAGE_ARRAYS
 
 from ..frameworks import versions
 from ..native_logs import quiet_framework_start
@@ -32,16 +33,6 @@ __all__ = ["MISSING_EXIT", "read_runs", "run_way"]
 
 #: Exit status of the worker when a module it needs cannot be imported.
 MISSING_EXIT = 3
-
-_ARRAYS = (
-    "saliency",
-    "targets",
-    "target_probabilities",
-    "baseline_scores",
-    "group_scores",
-    "skipped_groups",
-    "degenerate",
-)
 
 
 def run_way(
@@ -77,7 +68,7 @@ def run_way(
         start = time.perf_counter()
         explanation = explainer.explain(batch)
         arrays[f"{variant}/seconds"] = np.float64(time.perf_counter() - start)
-        for field in _ARRAYS:
+        for field in PER_IMAGE_ARRAYS:
             arrays[f"{variant}/{field}"] = getattr(explanation, field)
         configs[variant] = dataclasses.asdict(explanation.config)
         layer = explanation.layer
@@ -107,7 +98,7 @@ def read_runs(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         runs = {}
         for variant, config in meta["configs"].items():
             explanation = Explanation(
-                **{field: data[f"{variant}/{field}"] for field in _ARRAYS},
+                **{field: data[f"{variant}/{field}"] for field in PER_IMAGE_ARRAYS},
                 config=make_config(**config),
                 layer=meta["layer"],
             )

@@ -285,8 +285,10 @@ class ExplainerBase:
             The batch, normalized as the model expects, in the model's layout.
         targets
             ``None`` to explain each image's top class, one int for all images,
-            one int per image (a sequence or an integer array), or a target
-            function ``f(outputs) -> (B,)`` (see :mod:`groupcam_core.targets`).
+            one int per image (a sequence or an integer array), a target
+            function ``f(outputs) -> (B,)`` (see :mod:`groupcam_core.targets`),
+            or one int or target function per image (a list; see
+            :mod:`groupcam_core.per_image`).
 
         Returns
         -------

@@ -11,6 +11,7 @@ from ..batches import prepare_batch
 from ..features import feature_maps
 from ..forward import resolve_batch_size
 from ..kit.explainer import as_backend, preferred_batch_size
+from ..per_image import explain_by_target, groups_of, merge_method_results
 from ..targets import TargetSpec
 from .result import MethodResult, finish
 
@@ -19,6 +20,14 @@ __all__ = ["grad_cam", "run_grad_cam"]
 
 def run_grad_cam(explainer: Any, x: Any, targets: TargetSpec = None) -> MethodResult:
     """Grad-CAM maps with their targets and costs; see :func:`grad_cam`."""
+    groups = groups_of(targets, x)
+    if groups is not None:
+        return explain_by_target(
+            lambda images, shared: run_grad_cam(explainer, images, shared),
+            x,
+            groups,
+            merge_method_results,
+        )
     with as_backend(explainer, x) as backend:
         batch = prepare_batch(backend, x)
         xp = batch.xp

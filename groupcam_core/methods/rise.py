@@ -13,6 +13,7 @@ from ..arguments import positive_int, real_number
 from ..batches import prepare_batch
 from ..forward import forward_in_chunks, resolve_batch_size
 from ..kit.explainer import as_backend, preferred_batch_size
+from ..per_image import explain_by_target, groups_of, merge_method_results
 from ..targets import ClassObjective, TargetSpec, target_probabilities
 from .result import MethodResult, finish
 
@@ -142,6 +143,16 @@ def run_rise(
 ) -> MethodResult:
     """RISE maps with their targets and costs; see :func:`rise`."""
     count, cell, keep = _check_rise_options(masks, cell, keep, seed)
+    groups = groups_of(targets, x)
+    if groups is not None:
+        return explain_by_target(
+            lambda images, shared: run_rise(
+                explainer, images, shared, masks, cell, keep, seed, batch_size
+            ),
+            x,
+            groups,
+            merge_method_results,
+        )
     with as_backend(explainer, x) as backend:
         size = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
         batch = prepare_batch(backend, x)

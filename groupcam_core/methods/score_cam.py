@@ -12,6 +12,7 @@ from ..batches import prepare_batch
 from ..features import feature_maps
 from ..forward import forward_in_chunks, resolve_batch_size
 from ..kit.explainer import as_backend, preferred_batch_size
+from ..per_image import explain_by_target, groups_of, merge_method_results
 from ..targets import TargetSpec
 from .result import MethodResult, finish
 
@@ -22,6 +23,14 @@ def run_score_cam(
     explainer: Any, x: Any, targets: TargetSpec = None, batch_size: int | None = None
 ) -> MethodResult:
     """Score-CAM maps with their targets and costs; see :func:`score_cam`."""
+    groups = groups_of(targets, x)
+    if groups is not None:
+        return explain_by_target(
+            lambda images, shared: run_score_cam(explainer, images, shared, batch_size),
+            x,
+            groups,
+            merge_method_results,
+        )
     with as_backend(explainer, x) as backend:
         size = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
         batch = prepare_batch(backend, x)
