@@ -69,8 +69,9 @@ class Way:
     model
         ``model(kind)`` -> a fresh model: ``"blob"`` (the blob net, in evaluation
         mode where the framework has modes), ``"training"`` (the blob net in
-        training mode) or ``"softmax"`` (the blob net ending in a softmax that
-        the adapter cannot switch off).
+        training mode), ``"softmax"`` (the blob net ending in a softmax that
+        the adapter cannot switch off) or ``"detector"`` (the blob net ending in
+        the dense detection head of ``_support.detection``).
     snapshot
         ``snapshot(model)`` -> a comparable record of everything an explanation
         must leave as it was (weights, buffers, modes, patched calls, hooks).
@@ -117,12 +118,20 @@ def _torch_way(blob_net: Any) -> Way:
 
     from groupcam_torch import GroupCAM
 
+    from .detection import dense_head
+
+    class DenseHead(nn.Module):
+        def forward(self, logits: torch.Tensor) -> torch.Tensor:
+            return dense_head(logits)
+
     def model(kind: str) -> nn.Module:
         net = copy.deepcopy(blob_net)
         if kind == "training":
             return net.train()
         if kind == "softmax":
             return nn.Sequential(*net, nn.Softmax(dim=1)).eval()
+        if kind == "detector":
+            return nn.Sequential(*net, DenseHead()).eval()
         return net.eval()
 
     def make(net: nn.Module | None = None, **kwargs: Any) -> GroupCAM:
@@ -161,6 +170,7 @@ def _keras_way(name: str, blob_net: Any) -> Way:
 
     from groupcam_keras import GroupCAM
 
+    from .detection import keras_dense_head
     from .keras_models import keras_blob_net
 
     backend = name.removeprefix("keras-")
@@ -174,6 +184,8 @@ def _keras_way(name: str, blob_net: Any) -> Way:
         if kind == "softmax":
             # keras.ops.softmax in the graph: no layer the adapter could switch off.
             return keras.Model(net.inputs, keras.ops.softmax(net.outputs[0], axis=-1))
+        if kind == "detector":
+            return keras.Model(net.inputs, keras_dense_head(net.outputs[0]))
         return net
 
     def make(net: keras.Model | None = None, **kwargs: Any) -> GroupCAM:
@@ -215,6 +227,7 @@ def _jax_way(name: str, blob_net: Any) -> Way:
 
     from groupcam_jax import GroupCAM
 
+    from .detection import dense_head
     from .jax_models import (
         LinenBlobNet,
         blob_net_functions,
@@ -235,19 +248,33 @@ def _jax_way(name: str, blob_net: Any) -> Way:
         def __call__(self, x: Any) -> Any:
             return nnx.softmax(self.net(x))
 
+    class DetectorLinen(linen.Module):
+        @linen.compact
+        def __call__(self, x: Any, train: bool = True) -> Any:
+            return dense_head(LinenBlobNet(name="net")(x, train))
+
+    class DetectorNnx(nnx.Module):
+        def __init__(self, net: Any) -> None:
+            self.net = net
+
+        def __call__(self, x: Any) -> Any:
+            return dense_head(self.net(x))
+
+    wrappers = (SoftmaxLinen, SoftmaxNnx, DetectorLinen, DetectorNnx)
+
     if name == "jax-linen":
 
         def model(kind: str) -> Any:
             variables = linen_blob_variables(blob_net)
-            if kind == "softmax":
+            if kind in ("softmax", "detector"):
                 nested = {collection: {"net": tree} for collection, tree in variables.items()}
-                return SoftmaxLinen(), nested
+                return (SoftmaxLinen() if kind == "softmax" else DetectorLinen()), nested
             return LinenBlobNet(), variables
 
         def make(net: Any = None, **kwargs: Any) -> GroupCAM:
             module, variables = model("blob") if net is None else net
             kwargs.setdefault("groups", 8)
-            layer = "net/relu6" if isinstance(module, SoftmaxLinen) else "relu6"
+            layer = "net/relu6" if isinstance(module, wrappers) else "relu6"
             kwargs.setdefault("target_layer", layer)
             return GroupCAM.from_linen(module, variables, **kwargs)
 
@@ -262,9 +289,9 @@ def _jax_way(name: str, blob_net: Any) -> Way:
 
         def model(kind: str) -> Any:
             net = nnx_blob_net(blob_net)
-            if kind == "softmax":
+            if kind in ("softmax", "detector"):
                 net.eval()
-                return SoftmaxNnx(net)
+                return SoftmaxNnx(net) if kind == "softmax" else DetectorNnx(net)
             if kind == "training":
                 net.train()
             else:
@@ -274,9 +301,7 @@ def _jax_way(name: str, blob_net: Any) -> Way:
         def make(net: Any = None, **kwargs: Any) -> GroupCAM:
             net = model("blob") if net is None else net
             kwargs.setdefault("groups", 8)
-            kwargs.setdefault(
-                "target_layer", "net/relu6" if isinstance(net, SoftmaxNnx) else "relu6"
-            )
+            kwargs.setdefault("target_layer", "net/relu6" if isinstance(net, wrappers) else "relu6")
             return GroupCAM.from_nnx(net, **kwargs)
 
         def snapshot(net: Any) -> Any:
@@ -292,6 +317,8 @@ def _jax_way(name: str, blob_net: Any) -> Way:
             features_fn, head_fn = blob_net_functions(blob_net)
             if kind == "softmax":
                 return features_fn, lambda features: jax.nn.softmax(head_fn(features))
+            if kind == "detector":
+                return features_fn, lambda features: dense_head(head_fn(features))
             return features_fn, head_fn
 
         def make(net: Any = None, **kwargs: Any) -> GroupCAM:
