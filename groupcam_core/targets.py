@@ -60,7 +60,11 @@ def log_sum_exp(outputs: Any, xp: Any, axis: int = 1, keepdims: bool = False) ->
 
 def _astype(array: Any, dtype: Any, xp: Any) -> Any:
     astype = getattr(xp, "astype", None)
-    return astype(array, dtype) if astype is not None else array.astype(dtype)
+    if astype is not None:
+        return astype(array, dtype)
+    if is_tensorflow(array):  # TensorFlow's numpy has no astype, and its tensors neither
+        return xp.asarray(array, dtype=dtype)
+    return array.astype(dtype)
 
 
 def _arange_like(count: int, like: Any, xp: Any) -> Any:

@@ -48,6 +48,12 @@ def test_a_segmentation_model(photos) -> None:
     np.testing.assert_allclose(
         by_class.target_scores, outputs[..., 1].sum(axis=(1, 2)), rtol=1e-4, atol=1e-3
     )
+    mask = np.zeros(outputs.shape[1:3], np.float32)
+    mask[: mask.shape[0] // 2] = 1.0  # the top half of the output's pixels
+    masked = cam.explain(photos, targets=SegmentationClass(1, mask=mask, channel_axis=-1))
+    np.testing.assert_allclose(
+        masked.target_scores, (outputs[..., 1] * mask).sum(axis=(1, 2)), rtol=1e-4, atol=1e-3
+    )
 
 
 class _ClassToken(keras.layers.Layer):
