@@ -18,6 +18,12 @@ RUFF = "ruff==0.17.6"
 IMPORT_LINTER = "import-linter==2.17"
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 JAX_WAYS = "jax-linen,jax-nnx,jax-functions"
+# keras-hub for the tests that build its models from configs, without tensorflow-text
+# (which only its tokenizers use, and which pulls the full TensorFlow beside
+# tensorflow-cpu): keras-hub itself, then the rest of what it asks for.
+KERAS_HUB = ("--no-deps", "keras-hub>=0.18")
+KERAS_HUB_NEEDS = ("absl-py", "kagglehub", "kagglesdk==0.1.28", "regex", "rich")
+KERAS_HUB_NEEDS += ("sentencepiece", "tokenizers")
 
 
 @nox.session
@@ -54,7 +60,7 @@ def core(session: nox.Session) -> None:
 def torch(session: nox.Session) -> None:
     """PyTorch adapter tests (torch alone), with the contract suite for the torch way."""
     session.install(TORCH)
-    session.install(".[torch,test]")
+    session.install(".[torch,test,test-models]")
     session.run(
         "pytest",
         "tests/torch_adapter",
@@ -76,6 +82,8 @@ def keras_and_jax(session: nox.Session) -> None:
     """
     session.install(TORCH)
     session.install(".[torch,keras,jax,test]", "jax[cpu]", "scikit-learn>=1.3")
+    session.install(*KERAS_HUB_NEEDS)
+    session.install(*KERAS_HUB)
     for backend in KERAS_BACKENDS:
         session.run(
             "pytest",

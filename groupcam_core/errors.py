@@ -20,14 +20,16 @@ __all__ = [
     "GroupCAMError",
     "GroupCAMWarning",
     "InputError",
+    "LayerNotConnectedError",
     "LayerNotFoundError",
     "ModelOutputError",
     "TargetError",
     "TargetLayerError",
+    "is_out_of_memory",
     "layer_not_called",
     "layer_not_connected",
     "layout_hint",
-    "model_failed",
+    "note_model_failure",
     "warn",
 ]
 
@@ -100,14 +102,36 @@ def warn(message: str, category: type[Warning] = GroupCAMWarning) -> None:
     warnings.warn(message, category, stacklevel=_outside_groupcam_stacklevel())
 
 
+#: What the frameworks' out-of-memory errors are called or say: torch's
+#: ``OutOfMemoryError`` (CUDA, MPS) and its CPU allocator's message, TensorFlow's
+#: ``ResourceExhaustedError``, XLA's ``RESOURCE_EXHAUSTED`` (JAX, Keras on JAX).
+_OUT_OF_MEMORY_TYPES = ("OutOfMemoryError", "ResourceExhaustedError")
+_OUT_OF_MEMORY_TEXT = ("RESOURCE_EXHAUSTED", "out of memory", "can't allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a framework's out-of-memory error (by type name or message;
+    the core imports no framework)."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names.intersection(_OUT_OF_MEMORY_TYPES):
+        return True
+    text = str(error)
+    return any(marker in text for marker in _OUT_OF_MEMORY_TEXT)
+
+
 def layer_not_called(layer: str) -> TargetLayerError:
     """The error for a target layer that did not run during the forward pass."""
     return TargetLayerError(f"target layer {layer!r} was not called during the forward pass")
 
 
-def layer_not_connected(layer: str) -> TargetLayerError:
+class LayerNotConnectedError(TargetLayerError):
+    """The model's output does not depend on the target layer (a branch its output
+    does not use, such as a segmentation model's auxiliary head)."""
+
+
+def layer_not_connected(layer: str) -> LayerNotConnectedError:
     """The error for a target layer the model's output does not depend on."""
-    return TargetLayerError(
+    return LayerNotConnectedError(
         f"the model's output does not depend on target layer {layer!r} "
         "through differentiable operations"
     )
@@ -142,23 +166,28 @@ def layout_hint(shape: tuple[int, ...], layout: str, channels: int | None = None
     return ""
 
 
-def model_failed(
-    description: str, shape: tuple[int, ...], layout: str, error: BaseException
-) -> InputError:
-    """The error for a model that raised on the user's batch (chain ``error`` to it).
+def note_model_failure(
+    error: BaseException, description: str, shape: tuple[int, ...], layout: str
+) -> None:
+    """Add a note (PEP 678) to an exception the user's model raised on the batch.
+
+    The exception keeps its type (a ``RuntimeError`` stays one, and so does
+    ``torch.OutOfMemoryError``): callers re-raise it with a bare ``raise``. The
+    note names the batch's shape, the layout it was given in, and a hint when
+    it looks like the other layout.
 
     Parameters
     ----------
+    error
+        The model's own exception.
     description
         What failed, e.g. ``"the model"`` or a class name.
     shape
         The batch's shape.
     layout
         The layout the batch was given in.
-    error
-        The model's own exception.
     """
-    return InputError(
-        f"{description} failed on a batch of shape {tuple(shape)} ({layout}"
-        f"{layout_hint(tuple(shape), layout)}): {type(error).__name__}: {error}"
+    error.add_note(
+        f"groupcam: {description} failed on a batch of shape {tuple(shape)} ({layout}"
+        f"{layout_hint(tuple(shape), layout)})"
     )

@@ -8,17 +8,31 @@ layer; a batch larger than the masked-pass chunk goes through in chunks.
 from __future__ import annotations
 
 import numbers
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from array_api_compat import array_namespace, device
 
 from .batches import PreparedBatch, concat_rows, to_channels_first
-from .errors import ConfigError, TargetLayerError
+from .errors import ConfigError, TargetLayerError, is_out_of_memory, layer_not_connected, warn
+from .forward import out_of_memory_warning
 from .protocol import GradientPass
 from .targets import Objective, TargetSpec, is_target_function, make_objective, per_image_classes
 
-__all__ = ["FeatureMaps", "LayerFeatures", "check_groups", "feature_maps"]
+__all__ = [
+    "FeatureMaps",
+    "LayerFeatures",
+    "check_groups",
+    "feature_maps",
+    "looks_like_other_layout",
+]
+
+
+#: While true, a layer whose gradients are zero for every image and position is
+#: refused as not connected (:class:`~groupcam_core.errors.LayerNotConnectedError`):
+#: the adapter kit sets it while it tries candidates for the default layer.
+refusing_zero_gradients: ContextVar[bool] = ContextVar("refusing_zero_gradients", default=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,64 @@ def _in_core(array: Any, batch: PreparedBatch) -> Any:
     return batch.xp.asarray(batch.backend.to_numpy(array), device=device(batch.x))
 
 
+def _aspect_mismatch(height: int, width: int, image_height: int, image_width: int) -> float:
+    """How many times the map's aspect ratio differs from the image's (1.0: the same)."""
+    ratio = (height / width) / (image_height / image_width)
+    return max(ratio, 1.0 / ratio)
+
+
+def _other_reading(shape: tuple[int, ...], layout: str) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of the raw array read in the layout other than ``layout``;
+    ``shape`` is the map as read in ``layout``, channels-first."""
+    _, channels, height, width = shape
+    if layout == "channels_first":  # given (B, C, H, W); read as (B, H, W, C)
+        return width, channels, height
+    return height, width, channels  # given (B, H, W, C); read as (B, C, H, W)
+
+
+def looks_like_other_layout(
+    shape: tuple[int, ...], layout: str, image_height: int, image_width: int
+) -> bool:
+    """Whether a feature map reads as the other layout: a channels-last tensor inside a
+    channels-first model (ConvNeXt's LayerNorm blocks), or the reverse.
+
+    ``shape`` is the map as read in ``layout``, channels-first ``(B, C, H, W)``.
+    True when, read so, its aspect ratio is at least 2x off the image's, while
+    read in the other layout it keeps the image's aspect ratio (within 1.25x)
+    and is no larger than the image.
+    """
+    _, _, height, width = shape
+    _, other_height, other_width = _other_reading(shape, layout)
+    return (
+        _aspect_mismatch(height, width, image_height, image_width) >= 2.0
+        and _aspect_mismatch(other_height, other_width, image_height, image_width) <= 1.25
+        and other_height <= image_height
+        and other_width <= image_width
+    )
+
+
+def _check_feature_layout(
+    described: str, shape: tuple[int, ...], layout: str, image_height: int, image_width: int
+) -> None:
+    """Refuse a feature map that reads as the other layout (:func:`looks_like_other_layout`)."""
+    if not looks_like_other_layout(shape, layout, image_height, image_width):
+        return
+    batch, channels, height, width = shape
+    other_channels, other_height, other_width = _other_reading(shape, layout)
+    if layout == "channels_first":
+        raw, read, other, axis = (batch, channels, height, width), "(B, C, H, W)", "last", 1
+    else:
+        raw, read, other, axis = (batch, height, width, channels), "(B, H, W, C)", "first", -1
+    other_form = "(B, H, W, C)" if other == "last" else "(B, C, H, W)"
+    raise TargetLayerError(
+        f"{described} outputs shape {raw}, which looks channels-{other} {other_form}: "
+        f"{other_channels} channels of {other_height}x{other_width} for a "
+        f"{image_height}x{image_width} image, while the adapter reads {read}, "
+        f"{channels} channels of {height}x{width}. Choose a layer where the channels are "
+        f"on axis {axis}, or pass a reshape_transform that moves them there"
+    )
+
+
 def _checked_layer(
     name: str | None,
     activations: Any,
@@ -115,6 +187,9 @@ def _checked_layer(
             f"{described} outputs a {shape[2]}x{shape[3]} map, which has no spatial extent to "
             "explain; choose a layer before global pooling"
         )
+    _check_feature_layout(described, shape, backend.feature_layout, batch.height, batch.width)
+    if refusing_zero_gradients.get() and not bool(xp.any(gradients != 0)):
+        raise layer_not_connected(name or "the target layer")
     return LayerFeatures(name=name, activations=activations, gradients=gradients)
 
 
@@ -139,11 +214,22 @@ def feature_maps(
         size, and memory does not grow with the batch.
     """
     backend = batch.backend
-    objective = make_objective(targets, batch.size, backend.outputs_probabilities)
-    if rows is None or batch.size <= rows:
-        result = backend.gradient_pass(batch.x, objective)
-    else:
-        result = _gradient_pass_in_chunks(batch, targets, rows)
+    objective = make_objective(targets, batch.size, backend.model_outputs, backend.input_layout)
+    requested = batch.size if rows is None else min(rows, batch.size)
+    rows = requested
+    while True:
+        try:
+            if rows >= batch.size:
+                result = backend.gradient_pass(batch.x, objective)
+            else:
+                result = _gradient_pass_in_chunks(batch, targets, rows)
+            break
+        except Exception as error:
+            if rows == 1 or not is_out_of_memory(error):
+                raise
+            rows = max(1, rows // 2)  # images are independent: the same gradients in halves
+    if rows < requested:
+        warn(out_of_memory_warning(f"the gradient pass of {method}", requested, rows))
     if isinstance(result.activations, tuple):
         names = result.layer_names or (None,) * len(result.activations)
         pairs = zip(names, result.activations, result.gradients, strict=True)
@@ -165,7 +251,9 @@ def _gradient_pass_in_chunks(batch: PreparedBatch, targets: TargetSpec, rows: in
     for start in range(0, batch.size, rows):
         stop = min(start + rows, batch.size)
         chunk_targets = targets if per_image is None else per_image[start:stop]
-        objective = make_objective(chunk_targets, stop - start, backend.outputs_probabilities)
+        objective = make_objective(
+            chunk_targets, stop - start, backend.model_outputs, backend.input_layout
+        )
         parts.append(backend.gradient_pass(batch.x[start:stop], objective))
 
     def joined_layers(field: str) -> Any:

@@ -8,11 +8,17 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .arguments import positive_int
-from .errors import ModelOutputError
+from .errors import ModelOutputError, is_out_of_memory, warn
 from .model_outputs import check_outputs, output_rows
 from .protocol import Backend
 
-__all__ = ["default_batch_size", "forward_in_chunks", "padded_rows", "resolve_batch_size"]
+__all__ = [
+    "default_batch_size",
+    "forward_in_chunks",
+    "out_of_memory_warning",
+    "padded_rows",
+    "resolve_batch_size",
+]
 
 
 def padded_rows(rows: int, batch_size: int) -> int:
@@ -45,8 +51,14 @@ def forward_in_chunks(
     error raised for outputs that are not ``(rows, classes)`` (with
     ``class_scores=False``, outputs of any shape with a first axis of ``rows``,
     for target functions).
+
+    A chunk that runs out of memory (the framework's out-of-memory error, see
+    :func:`~groupcam_core.errors.is_out_of_memory`) is run again in halves, down
+    to one row, and the rest goes in chunks of the size that worked; a warning
+    says which. Rows are independent, so the outputs are the same.
     """
-    for start in range(0, count, batch_size):
+    requested, start = batch_size, 0
+    while start < count:
         stop = min(start + batch_size, count)
         chunk = make_chunk(start, stop)
         rows = stop - start
@@ -55,7 +67,14 @@ def forward_in_chunks(
             xp = array_namespace(chunk)
             filler = xp.broadcast_to(chunk[:1, ...], (sent - rows, *chunk.shape[1:]))
             chunk = xp.concat([chunk, filler], axis=0)
-        outputs = backend.forward(chunk)
+        try:
+            outputs = backend.forward(chunk)
+        except Exception as error:
+            if batch_size == 1 or not is_out_of_memory(error):
+                raise
+            del chunk
+            batch_size = max(1, min(batch_size, rows) // 2)  # the same rows, in halves
+            continue
         if class_scores:
             check_outputs(outputs, sent, where=where)
         elif output_rows(outputs) != sent:
@@ -64,6 +83,17 @@ def forward_in_chunks(
                 f"for a batch of {sent}; its first axis must be the batch"
             )
         yield start, stop, (outputs[:rows] if isinstance(outputs, list) else outputs[:rows, ...])
+        start = stop
+    if batch_size < requested:
+        warn(out_of_memory_warning(where, requested, batch_size))
+
+
+def out_of_memory_warning(where: str, requested: int, worked: int) -> str:
+    """The warning for passes that ran out of memory in chunks of ``requested`` rows."""
+    return (
+        f"{where}: out of memory in chunks of {requested} rows; ran in chunks of {worked} "
+        f"(pass batch_size={worked} to start there)"
+    )
 
 
 def resolve_batch_size(batch_size: Any, backend: Backend, preferred: int | None = None) -> int:

@@ -9,7 +9,7 @@ every framework.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from array_api_compat import array_namespace
 
@@ -17,14 +17,26 @@ from .dtypes import is_half_precision, is_real_floating
 from .errors import PROBABILITIES_WARNING, BackendError, ModelOutputError, warn
 
 __all__ = [
+    "MODEL_OUTPUTS",
+    "ModelOutputs",
     "OutputSelector",
     "check_outputs",
     "is_detection_list",
     "output_rows",
     "looks_like_probabilities",
     "select_class_scores",
+    "check_single_logit",
     "warn_if_probabilities",
 ]
+
+#: What a model's class outputs are, and so how a masked pass scores a class:
+#: ``"logits"`` by the softmax over classes (the paper), ``"probabilities"`` as
+#: they are, ``"sigmoid"`` by each class's own sigmoid (binary and multi-label
+#: classifiers).
+ModelOutputs = Literal["logits", "probabilities", "sigmoid"]
+
+#: The values of :data:`ModelOutputs`, in every adapter (Keras adds ``"auto"``).
+MODEL_OUTPUTS: tuple[str, ...] = ("logits", "probabilities", "sigmoid")
 
 #: How to find the class scores in what a model returns: a key or attribute
 #: name, an index, or a callable; ``None`` to guess (see select_class_scores).
@@ -152,7 +164,20 @@ def looks_like_probabilities(outputs: Any, xp: Any) -> bool:
     return bool(xp.all(values >= 0)) and bool(xp.all(xp.abs(sums - 1.0) <= tolerance))
 
 
-def warn_if_probabilities(outputs: Any, outputs_probabilities: bool) -> None:
+def warn_if_probabilities(outputs: Any, model_outputs: ModelOutputs) -> None:
     """Warn (once per calling line) when logits were expected but probabilities came."""
-    if not outputs_probabilities and looks_like_probabilities(outputs, array_namespace(outputs)):
+    if model_outputs == "logits" and looks_like_probabilities(outputs, array_namespace(outputs)):
         warn(PROBABILITIES_WARNING)
+
+
+def check_single_logit(outputs: Any, model_outputs: ModelOutputs) -> None:
+    """Refuse a one-column output scored by a softmax: it is 1 for every input, so
+    every score and every map would be 0."""
+    shape = tuple(getattr(outputs, "shape", ()))
+    if model_outputs == "logits" and len(shape) == 2 and shape[1] == 1:
+        raise ModelOutputError(
+            f"the model returns a single logit per image (shape {shape}); a softmax over "
+            "one class is always 1, so every score and every map would be 0. Pass "
+            "model_outputs='sigmoid' to score it by its sigmoid (a binary classifier), or "
+            "model_outputs='probabilities' if it outputs a probability"
+        )

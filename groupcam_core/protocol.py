@@ -22,6 +22,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .fast import FastMode
+    from .model_outputs import ModelOutputs
 
 __all__ = ["Backend", "FastBackend", "GradientPass", "Layout", "Objective"]
 
@@ -110,8 +111,9 @@ class Backend(Protocol):
         ...
 
     @property
-    def outputs_probabilities(self) -> bool:
-        """True when the model already outputs probabilities (no softmax to apply)."""
+    def model_outputs(self) -> ModelOutputs:
+        """What the class outputs are: ``"logits"`` (a masked pass scores the softmax),
+        ``"probabilities"`` (scored as they are) or ``"sigmoid"`` (each class's sigmoid)."""
         ...
 
     @property

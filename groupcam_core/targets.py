@@ -19,6 +19,7 @@ backend's gradient pass is handed.
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,8 +27,15 @@ from typing import Any
 from array_api_compat import array_namespace, device
 
 from .errors import ModelOutputError, TargetError
-from .model_outputs import check_outputs, output_rows, warn_if_probabilities
+from .model_outputs import (
+    ModelOutputs,
+    check_outputs,
+    check_single_logit,
+    output_rows,
+    warn_if_probabilities,
+)
 from .namespaces import is_tensorflow, namespace_of
+from .protocol import Layout
 
 __all__ = [
     "ClassLogit",
@@ -41,6 +49,7 @@ __all__ = [
     "SegmentationClass",
     "TargetSpec",
     "box_iou",
+    "check_framework_scores",
     "is_target_function",
     "log_sum_exp",
     "make_objective",
@@ -81,9 +90,9 @@ def _pick_classes(outputs: Any, targets: Any, xp: Any) -> Any:
 
 
 def target_probabilities(
-    outputs: Any, targets: Any, already_probabilities: bool, dtype: Any, xp: Any
+    outputs: Any, targets: Any, model_outputs: ModelOutputs, dtype: Any, xp: Any
 ) -> Any:
-    """Softmax probability of each row's target class (or the output itself).
+    """The probability of each row's target class: softmax, sigmoid, or the output itself.
 
     Parameters
     ----------
@@ -91,15 +100,19 @@ def target_probabilities(
         ``(n, classes)`` model outputs.
     targets
         ``(n,)`` integer class indices.
-    already_probabilities
-        The outputs are probabilities: pick the target's value as it is.
+    model_outputs
+        ``"logits"``: the softmax over classes; ``"probabilities"``: the
+        target's value as it is; ``"sigmoid"``: the sigmoid of the target's
+        value (binary and multi-label classifiers).
     dtype
         The dtype to compute in (float32 or float64).
     """
     outputs = xp.astype(outputs, dtype)
     picked = _pick_classes(outputs, targets, xp)
-    if already_probabilities:
+    if model_outputs == "probabilities":
         return picked
+    if model_outputs == "sigmoid":  # 1 / (1 + e^-z), without overflow for large |z|
+        return xp.exp(-xp.logaddexp(xp.zeros_like(picked), -picked))
     return xp.exp(picked - log_sum_exp(outputs, xp))
 
 
@@ -140,19 +153,21 @@ class ClassObjective:
         now.
     batch
         Number of images.
-    outputs_probabilities
-        The model's outputs are probabilities: scores are the outputs
-        themselves, no softmax is applied. ``False`` also warns
-        (:data:`~groupcam_core.errors.PROBABILITIES_WARNING`) when the outputs
-        look like probabilities.
+    model_outputs
+        What the outputs are (:data:`~groupcam_core.model_outputs.ModelOutputs`):
+        ``"logits"`` are scored by their softmax, and warn
+        (:data:`~groupcam_core.errors.PROBABILITIES_WARNING`) when they look
+        like probabilities, and a single logit per image is refused;
+        ``"probabilities"`` are scored as they are; ``"sigmoid"`` by each
+        class's sigmoid.
     """
 
     kind = "class"
 
-    def __init__(self, targets: TargetSpec, batch: int, outputs_probabilities: bool) -> None:
+    def __init__(self, targets: TargetSpec, batch: int, model_outputs: ModelOutputs) -> None:
         self.batch = batch
         self.requested = None if targets is None else per_image_classes(targets, batch)
-        self.outputs_probabilities = outputs_probabilities
+        self.model_outputs = model_outputs
 
     def __call__(self, outputs: Any) -> Any:
         """Check the ``(batch, classes)`` outputs; the class of each image as an integer array.
@@ -163,7 +178,8 @@ class ClassObjective:
         xp = array_namespace(outputs)
         if not bool(xp.all(xp.isfinite(outputs))):
             raise ModelOutputError("the model's output on the input batch contains NaN or inf")
-        warn_if_probabilities(outputs, self.outputs_probabilities)
+        check_single_logit(outputs, self.model_outputs)
+        warn_if_probabilities(outputs, self.model_outputs)
         classes = outputs.shape[1]
         if self.requested is None:
             return xp.argmax(outputs, axis=1)
@@ -183,8 +199,26 @@ class ClassObjective:
         return _pick_classes(outputs, targets, namespace_of(outputs))
 
     def pass_scores(self, outputs: Any, targets: Any, dtype: Any, xp: Any) -> Any:
-        """What a masked pass scores: the class's softmax probability, in ``dtype``."""
-        return target_probabilities(outputs, targets, self.outputs_probabilities, dtype, xp)
+        """What a masked pass scores: the class's probability (see :func:`target_probabilities`)."""
+        return target_probabilities(outputs, targets, self.model_outputs, dtype, xp)
+
+
+def check_framework_scores(scores: Any, outputs: Any, name: str) -> None:
+    """Raise :class:`TargetError` for scores a target function computed outside the outputs'
+    framework (numpy scores of a framework's outputs cannot be differentiated)."""
+    import numpy as np
+
+    first = outputs[0]["scores"] if isinstance(outputs, list) and outputs else outputs
+    if isinstance(first, (np.ndarray, np.generic)):
+        return  # a numpy model: numpy scores are its own
+    if isinstance(scores, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+        raise TargetError(
+            f"the target function {name} returned a {type(scores).__module__}."
+            f"{type(scores).__name__}; it must compute its scores from the outputs with the "
+            f"framework's own operations and return them as a {type(first).__module__}."
+            f"{type(first).__name__} (no .numpy() or numpy functions: those cannot be "
+            "differentiated)"
+        )
 
 
 class FunctionObjective:
@@ -202,7 +236,6 @@ class FunctionObjective:
     """
 
     kind = "function"
-    outputs_probabilities = False
 
     def __init__(self, function: Callable[[Any], Any], batch: int) -> None:
         self.function = function
@@ -218,6 +251,7 @@ class FunctionObjective:
                 f"for a batch of {self.batch}; its first axis must be the batch"
             )
         scores = self.scores(outputs, None)
+        check_framework_scores(scores, outputs, self.name)
         shape = tuple(getattr(scores, "shape", ()))
         if shape != (self.batch,):
             raise TargetError(
@@ -255,11 +289,20 @@ def is_target_function(targets: TargetSpec) -> bool:
     return callable(targets) and not hasattr(targets, "__array__")
 
 
-def make_objective(targets: TargetSpec, batch: int, outputs_probabilities: bool) -> Objective:
-    """The objective for the user's ``targets``: a function if it is callable, else classes."""
+def make_objective(
+    targets: TargetSpec, batch: int, model_outputs: ModelOutputs, layout: Layout | None = None
+) -> Objective:
+    """The objective for the user's ``targets``: a function if it is callable, else classes.
+
+    A target function with a ``for_layout(layout)`` method (:class:`SegmentationClass`)
+    is first bound to ``layout``, the explainer's, when one is given.
+    """
     if is_target_function(targets):
+        for_layout = getattr(targets, "for_layout", None)
+        if layout is not None and callable(for_layout):
+            targets = for_layout(layout)
         return FunctionObjective(targets, batch)
-    return ClassObjective(targets, batch, outputs_probabilities)
+    return ClassObjective(targets, batch, model_outputs)
 
 
 # -- ready-made target functions ---------------------------------------------------
@@ -275,11 +318,29 @@ def _category(value: Any, name: str = "category") -> int:
     return int(value)
 
 
+def _check_index(index: int, outputs: Any, axis: int, what: str, owner: str) -> None:
+    """Refuse an index beyond the outputs' axis (JAX would clamp it, silently)."""
+    shape = tuple(getattr(outputs, "shape", ()))
+    if len(shape) < 2:
+        raise ModelOutputError(
+            f"{owner} needs outputs with a batch axis and a {what} axis, got {shape}"
+        )
+    size = shape[axis]
+    if not 0 <= index < size:
+        raise TargetError(
+            f"{owner}: {what} {index} is out of range for outputs of shape {shape} "
+            f"(its axis {axis} has {size})"
+        )
+
+
 class _OneClass:
     """A target function about one class (``category``)."""
 
     def __init__(self, category: int) -> None:
         self.category = _category(category)
+
+    def _check(self, outputs: Any) -> None:
+        _check_index(self.category, outputs, 1, "class", repr(self))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.category!r})"
@@ -305,6 +366,7 @@ class ClassLogit(_OneClass):
     """
 
     def __call__(self, outputs: Any) -> Any:
+        self._check(outputs)
         return outputs[:, self.category]
 
 
@@ -323,6 +385,7 @@ class ClassProbability(_OneClass):
     """
 
     def __call__(self, outputs: Any) -> Any:
+        self._check(outputs)
         xp = namespace_of(outputs)
         return xp.exp(outputs[:, self.category] - log_sum_exp(outputs, xp))
 
@@ -332,7 +395,8 @@ class SegmentationClass:
 
     ``sum over pixels of mask * outputs[:, category]`` for outputs of shape
     ``(B, classes, H, W)`` (``channel_axis=1``, torch) or ``(B, H, W, classes)``
-    (``channel_axis=-1``, Keras and Flax). With ``probabilities=True`` the
+    (``channel_axis=-1``, Keras and Flax); by default the explainer's layout
+    says which. With ``probabilities=True`` the
     per-pixel softmax over classes is summed instead of the raw scores.
     Group-CAM score of a masked input: that sum's change from the blurred
     baseline. This is pytorch-grad-cam's ``SemanticSegmentationTarget``.
@@ -346,7 +410,10 @@ class SegmentationClass:
         selecting the pixels, in any array type. The same mask serves every
         image: for a mask per image, explain one image at a time.
     channel_axis
-        The class axis of the outputs: 1 or -1 (also 3).
+        The class axis of the outputs: 1 or -1 (also 3). ``None`` (default):
+        the layout of the explainer it is given to (1 for channels-first, -1
+        for channels-last: torch, and Keras and JAX as configured); called
+        directly, outside an explainer, 1.
     probabilities
         Sum softmax probabilities instead of raw scores.
     """
@@ -355,11 +422,11 @@ class SegmentationClass:
         self,
         category: int,
         mask: Any = None,
-        channel_axis: int = 1,
+        channel_axis: int | None = None,
         probabilities: bool = False,
     ) -> None:
-        if channel_axis not in (1, -1, 3):
-            raise TargetError(f"channel_axis must be 1 or -1, got {channel_axis!r}")
+        if channel_axis not in (None, 1, -1, 3) or isinstance(channel_axis, bool):
+            raise TargetError(f"channel_axis must be None, 1 or -1, got {channel_axis!r}")
         self.category = _category(category)
         if mask is not None:
             import numpy as np
@@ -370,8 +437,16 @@ class SegmentationClass:
             if mask.ndim != 2:
                 raise TargetError(f"the mask must be (H, W), got shape {mask.shape}")
         self.mask = mask
-        self.channel_axis = 1 if channel_axis == 1 else -1
+        self.channel_axis = None if channel_axis is None else 1 if channel_axis == 1 else -1
         self.probabilities = bool(probabilities)
+
+    def for_layout(self, layout: Layout) -> SegmentationClass:
+        """This target with the class axis of ``layout`` where none was given."""
+        if self.channel_axis is not None:
+            return self
+        bound = copy.copy(self)
+        bound.channel_axis = 1 if layout == "channels_first" else -1
+        return bound
 
     def __call__(self, outputs: Any) -> Any:
         xp = namespace_of(outputs)
@@ -380,7 +455,8 @@ class SegmentationClass:
                 f"SegmentationClass needs (B, classes, H, W) or (B, H, W, classes) outputs, got "
                 f"shape {tuple(outputs.shape)}"
             )
-        axis = self.channel_axis
+        axis = 1 if self.channel_axis is None else self.channel_axis
+        _check_index(self.category, outputs, axis, "class", repr(self))
         if self.probabilities:
             top = xp.max(outputs, axis=axis, keepdims=True)
             exp = xp.exp(outputs - top)
@@ -426,6 +502,7 @@ class RegressionOutput:
     def __call__(self, outputs: Any) -> Any:
         if outputs.ndim == 1:
             return outputs
+        _check_index(self.index, outputs, 1, "output", repr(self))
         return outputs[:, self.index]
 
     def __repr__(self) -> str:

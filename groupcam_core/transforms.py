@@ -57,6 +57,18 @@ class TokensToGrid:
         """This transform returning maps in ``layout`` (unless it already has one)."""
         return self if self.layout is not None else replace(self, layout=layout)
 
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """Whether a layer output of ``shape`` is ``(B, tokens, channels)`` with the patch
+        tokens this transform needs (used to pick the default target layer)."""
+        if len(shape) != 3:
+            return False
+        patches = int(shape[1]) - self.skip_tokens
+        if patches <= 0:
+            return False
+        if self.grid is not None:
+            return self.grid[0] * self.grid[1] == patches
+        return math.isqrt(patches) ** 2 == patches
+
     def __call__(self, tokens: Any) -> Any:
         if getattr(tokens, "ndim", None) != 3:
             raise TargetLayerError(

@@ -19,6 +19,7 @@ from groupcam_core.kit import (
     select_class_scores,
     unknown_layer_error,
 )
+from groupcam_core.model_outputs import ModelOutputs
 from groupcam_core.protocol import GradientPass, Layout, Objective
 
 from .fast import HeadInFloat32, cast_floats
@@ -54,7 +55,7 @@ class JaxBackend:
         layer_names: str | tuple[str, ...],
         layout: Layout,
         output: OutputSelector,
-        outputs_probabilities: bool,
+        model_outputs: ModelOutputs,
     ) -> None:
         self.way_in = way_in
         self.structure_key = structure_key
@@ -64,7 +65,7 @@ class JaxBackend:
         self.input_layout: Layout = layout
         self.feature_layout: Layout = layout
         self.output = output
-        self.outputs_probabilities = outputs_probabilities
+        self.model_outputs = model_outputs
         self._layer_calls: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[Any, ...]]] = {}
         self._forward = jax.jit(self._logits)
         self._split = jax.jit(self._logits_and_activations, static_argnums=3)

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from groupcam_core.arguments import one_of
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.errors import BackendError
 from groupcam_core.fast import FastMode
-from groupcam_core.kit import ExplainerBase, OutputSelector, pick_last_feature_layer
+from groupcam_core.kit import ExplainerBase, LayerCall, OutputSelector
+from groupcam_core.model_outputs import ModelOutputs
 from groupcam_core.protocol import Layout
 from groupcam_core.transforms import FeatureTransform
 
 from .backend import JaxBackend
 from .fast import fast_mode
 from .layers import record_layer_calls
-from .models import FunctionPair, LinenModel, ModelWayIn, NnxModel
+from .models import NO_PARAMS, FunctionPair, LinenModel, ModelWayIn, NnxModel
 
 __all__ = ["GroupCAM"]
-
-ModelOutputs = Literal["logits", "probabilities"]
 
 
 class GroupCAM(ExplainerBase):
@@ -39,9 +38,11 @@ class GroupCAM(ExplainerBase):
     ----------
     features_fn
         ``x -> activations``: the network up to the target layer, returning a
-        4-D feature map in the same layout as the input.
+        4-D feature map in the same layout as the input; ``(params, x) ->
+        activations`` with ``params=``.
     head_fn
-        ``activations -> scores``: the rest of the network.
+        ``activations -> scores``: the rest of the network;
+        ``(params, activations) -> scores`` with ``params=``.
     groups, variant, batch_size
         As for :class:`groupcam_torch.GroupCAM` (32 groups, the ``"paper"``
         preset; chunks of 8 on a CPU and 64 on an accelerator by default).
@@ -52,8 +53,10 @@ class GroupCAM(ExplainerBase):
         How to find the class scores if the model returns more than one array:
         a key or attribute name, an index, or a callable.
     model_outputs
-        ``"logits"`` (default) or ``"probabilities"`` if the model already
-        applies softmax.
+        ``"logits"`` (default), ``"probabilities"`` if the model already
+        applies softmax, or ``"sigmoid"`` for independent classes (a binary
+        classifier with one logit, a multi-label classifier): each class is
+        then scored by its sigmoid. A single logit with ``"logits"`` is refused.
     reshape_transform
         A function from the target layer's output to a feature map in
         ``layout`` (for a transformer's tokens: ``groupcam_core.tokens_to_grid()``).
@@ -65,6 +68,13 @@ class GroupCAM(ExplainerBase):
         ``GroupCAM(features_fn, head_fn)`` (the functions hold their own
         parameters) the passes stay exact; ``cam.fast_mode`` says which. The
         gradient pass and groupcam's arithmetic stay float32. Default ``False``.
+    params
+        The functional form: any pytree of arrays, passed as the first argument
+        of both functions at every call (set ``cam.params`` to explain with new
+        values, in a training loop say). Without it, the functions close over
+        their arrays, and those are baked into the compiled passes when first
+        traced: change them and this explainer keeps the old values (make a new
+        ``GroupCAM``, or use ``params=``).
     way_in
         Instead of the two functions: any object implementing
         :class:`groupcam_jax.ModelWayIn` (what :meth:`from_linen` and
@@ -97,6 +107,7 @@ class GroupCAM(ExplainerBase):
         model_outputs: ModelOutputs = "logits",
         reshape_transform: FeatureTransform | None = None,
         fast: bool = False,
+        params: Any = NO_PARAMS,
         **settings: Any,
     ) -> None:
         if way_in is None:
@@ -105,9 +116,11 @@ class GroupCAM(ExplainerBase):
                     "GroupCAM(features_fn, head_fn) needs both functions; for Flax models use "
                     "GroupCAM.from_linen(module, variables) or GroupCAM.from_nnx(model)"
                 )
-            way_in = FunctionPair(features_fn, head_fn)
+            way_in = FunctionPair(features_fn, head_fn, params)
         elif features_fn is not None or head_fn is not None:
             raise BackendError("pass either features_fn and head_fn, or way_in, not both")
+        elif params is not NO_PARAMS:
+            raise BackendError("params= goes with features_fn and head_fn, not with way_in")
         lock = way_in.lock_key()
         super().__init__(
             lock, groups, variant, batch_size, settings, reshape_transform, fast, model_outputs
@@ -118,6 +131,22 @@ class GroupCAM(ExplainerBase):
         self._backend: JaxBackend | None = None
         self._variables: tuple[Any, Any] = ((), ())  # the way in's (structure key, variables)
         self._set_target_layers(target_layer, is_one=_is_path_tuple)
+
+    @property
+    def params(self) -> Any:
+        """The ``params`` of ``GroupCAM(features_fn, head_fn, params=...)``; set it to
+        explain with new values (the compiled passes take them as arguments)."""
+        if not isinstance(self.way_in, FunctionPair) or not self.way_in.functional:
+            raise BackendError("this explainer was not made with params= (the functional form)")
+        return self.way_in.params
+
+    @params.setter
+    def params(self, value: Any) -> None:
+        if not isinstance(self.way_in, FunctionPair) or not self.way_in.functional:
+            raise BackendError("this explainer was not made with params= (the functional form)")
+        if value is NO_PARAMS:
+            raise BackendError("params must be a pytree of arrays, not None")
+        self.way_in.params = value
 
     @classmethod
     def from_linen(
@@ -202,9 +231,9 @@ class GroupCAM(ExplainerBase):
     def _probe_backend(self) -> JaxBackend:
         return self._make_backend(("",))
 
-    def _find_default_layer(self, probe: JaxBackend, batch: Any) -> str:
+    def _probe_layer_calls(self, probe: JaxBackend, batch: Any) -> tuple[list[LayerCall], Any]:
         record = record_layer_calls(self.way_in, probe.variables, batch, self.layout)
-        return pick_last_feature_layer(list(record.finished.values()))
+        return list(record.finished.values()), record.output
 
     def _backend_for(self, x: Any) -> JaxBackend:
         self._variables = self.way_in.current_variables()
@@ -228,7 +257,7 @@ class GroupCAM(ExplainerBase):
             layer_names,
             self.layout,
             self.output,
-            self.model_outputs == "probabilities",
+            self.model_outputs,
         )
 
     def _fast_mode(self, x: Any = None) -> FastMode:

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from groupcam_core.errors import GroupCAMError, model_failed
+from groupcam_core.errors import GroupCAMError, note_model_failure
 from groupcam_core.kit import LayerCall, LayerCallRecorder
 from groupcam_core.protocol import Layout
 
@@ -41,6 +41,7 @@ class LayerCalls:
     finished: dict[str, LayerCall] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     shapes: dict[str, jax.ShapeDtypeStruct] = field(default_factory=dict)
+    output: Any = None
 
 
 def record_layer_calls(
@@ -65,9 +66,12 @@ def record_layer_calls(
         return output
 
     try:
-        jax.eval_shape(lambda v, batch: way_in.run(v, batch, callback, only), variables, x)
+        record.output = jax.eval_shape(
+            lambda v, batch: way_in.run(v, batch, callback, only), variables, x
+        )
     except GroupCAMError:
         raise
     except Exception as error:
-        raise model_failed(way_in.description, tuple(x.shape), layout, error) from error
+        note_model_failure(error, way_in.description, tuple(x.shape), layout)
+        raise
     return record

@@ -90,29 +90,51 @@ class ModelWayIn(Protocol):
         ...
 
 
+#: ``params`` of a :class:`FunctionPair` whose functions take none.
+NO_PARAMS: Any = None
+
+
 class FunctionPair:
-    """``head_fn(features_fn(x))``: any JAX model split in two at the target layer."""
+    """``head_fn(features_fn(x))``: any JAX model split in two at the target layer.
+
+    With ``params`` (any pytree of arrays), the functional form:
+    ``head_fn(params, features_fn(params, x))``, the params passed to the compiled
+    passes at every call, so that a change (``cam.params = new``) is seen. Without,
+    the functions close over their arrays, which are baked in when they are first
+    traced: later changes to those arrays are not seen by this explainer.
+    """
 
     layer = "features"
 
-    def __init__(self, features_fn: Callable[[Any], Any], head_fn: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        features_fn: Callable[..., Any],
+        head_fn: Callable[..., Any],
+        params: Any = NO_PARAMS,
+    ) -> None:
         for name, fn in (("features_fn", features_fn), ("head_fn", head_fn)):
             if not callable(fn):
                 raise BackendError(f"{name} must be callable, got {type(fn).__name__}")
         self.features_fn = features_fn
         self.head_fn = head_fn
+        self.params = params
         self.description = f"{_name(features_fn)} -> {_name(head_fn)}"
 
+    @property
+    def functional(self) -> bool:
+        """Whether the functions take ``params`` first."""
+        return self.params is not NO_PARAMS
+
     def current_variables(self) -> tuple[Hashable, Any]:
-        return (), ()
+        return (), (self.params if self.functional else ())
 
     def run(
         self, variables: Any, x: Any, callback: LayerCallback | None, only: Collection[str] | None
     ) -> Any:
-        features = self.features_fn(x)
+        features = self.features_fn(variables, x) if self.functional else self.features_fn(x)
         if callback is not None:
             features = callback(self.layer, None, features)
-        return self.head_fn(features)
+        return self.head_fn(variables, features) if self.functional else self.head_fn(features)
 
     def is_convolution(self, module: Any) -> bool:
         return True  # the split point is the layer to explain

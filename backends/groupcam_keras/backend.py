@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from groupcam_core.dtypes import is_real_floating
-from groupcam_core.errors import BackendError, GroupCAMError, InputError, model_failed
+from groupcam_core.errors import BackendError, GroupCAMError, InputError, note_model_failure
 from groupcam_core.fast import EXACT, FastMode
 from groupcam_core.kit import (
     OutputSelector,
@@ -24,12 +24,13 @@ from groupcam_core.kit import (
     floating_batch,
     select_class_scores,
 )
+from groupcam_core.model_outputs import ModelOutputs
 from groupcam_core.protocol import GradientPass, Objective
 
 from .compiled import selector_key, shared_forward
 from .fast import mixed_precision
 from .gradients import jax_gradient_pass, tensorflow_gradient_pass, torch_gradient_pass
-from .layers import Target, logits_instead_of_softmax
+from .layers import Target, logits_instead_of_activation
 
 __all__ = ["DEFAULT_BATCH_SIZES", "KerasBackend", "make_backend", "select_output"]
 
@@ -73,10 +74,12 @@ class KerasBackend:
         (``layer_name`` and ``at_input`` are then ignored).
     layer_name
         Its path, as the user sees it (``"outer/inner"``, ``"head_gap:input"``).
-    softmax_layer
-        The layer whose softmax is switched off while the model runs, or ``None``.
-    outputs_probabilities
-        The model's outputs are probabilities (no softmax is applied to them).
+    activation_layer
+        The layer whose softmax or sigmoid is switched off while the model runs,
+        or ``None``.
+    model_outputs
+        What the outputs (with that activation switched off) are, and so how a
+        masked pass scores them (:data:`groupcam_core.model_outputs.ModelOutputs`).
     output
         The ``output=`` selector of the class scores.
     at_input
@@ -90,8 +93,8 @@ class KerasBackend:
         model: keras.Model,
         layer: keras.Operation | Sequence[Target],
         layer_name: str,
-        softmax_layer: keras.Layer | None,
-        outputs_probabilities: bool,
+        activation_layer: keras.Layer | None,
+        model_outputs: ModelOutputs,
         output: OutputSelector = None,
         *,
         at_input: bool = False,
@@ -104,8 +107,8 @@ class KerasBackend:
         self.layer = self.targets[0].operation
         self.layer_names = tuple(target.path for target in self.targets)
         self.layer_name = ", ".join(self.layer_names)
-        self.softmax_layer = softmax_layer
-        self.outputs_probabilities = outputs_probabilities
+        self.activation_layer = activation_layer
+        self.model_outputs = model_outputs
         self.output = output
         self.input_layout = keras.config.image_data_format()
         self.feature_layout = self.input_layout
@@ -124,7 +127,7 @@ class KerasBackend:
 
     @contextmanager
     def logits(self) -> Iterator[None]:
-        with logits_instead_of_softmax(self.softmax_layer):
+        with logits_instead_of_activation(self.activation_layer):
             yield
 
     def _as_numpy(self, x: Any) -> np.ndarray:
@@ -159,7 +162,7 @@ class KerasBackend:
         )
 
     def run_model(self, call: Callable[[], Any], x: Any) -> Any:
-        """``call()`` (a run of the model on ``x``); the model's errors become InputError.
+        """``call()``, a run of the model on ``x``; its errors keep their type, with a note.
 
         Every run of the model goes through here: the default-layer probe, the
         gradient pass and the masked forward passes. Subclassed models declare no
@@ -175,9 +178,9 @@ class KerasBackend:
         except Exception as error:
             channels = self._built_channels()
             takes = f", which takes {channels} channels" if channels is not None else ""
-            raise model_failed(
-                f"the model ({self.model.name}{takes})", tuple(x.shape), self.input_layout, error
-            ) from error
+            description = f"the model ({self.model.name}{takes})"
+            note_model_failure(error, description, tuple(x.shape), self.input_layout)
+            raise
 
     def _built_channels(self) -> int | None:
         """The channel count of the batch the model was built on, when it is known."""
@@ -192,18 +195,19 @@ class KerasBackend:
             return shape[axis]
         return None
 
-    def probe(self, x: Any) -> None:
-        """Run the model once on the first image of ``x``, for the default-layer search."""
-        self.run_model(lambda: self._probe(x[:1]), x)
+    def probe(self, x: Any) -> Any:
+        """Run the model once on the probe batch ``x``, for the default-layer search; its
+        output (or, run abstractly, the output's shapes)."""
+        return self.run_model(lambda: self._probe(x), x)
 
-    def _probe(self, first: Any) -> None:
-        self.model(first, **self.call_kwargs)
+    def _probe(self, first: Any) -> Any:
+        return self.model(first, **self.call_kwargs)
 
     def _trace_key(self) -> tuple[Any, ...]:
         """What a compiled forward of this backend bakes into its trace."""
         return (
             keras.backend.backend(),
-            self.softmax_layer is not None,  # switched off while tracing, or not
+            self.activation_layer is not None,  # switched off while tracing, or not
             tuple(sorted(self.call_kwargs.items())),
             selector_key(self.output),
             self.fast.dtype,  # the mixed-precision policy of the trace (fast=True)
@@ -313,8 +317,8 @@ class TensorFlowKeras(KerasBackend):
     def prepare_input(self, x: Any) -> np.ndarray:
         return self._as_numpy(x)
 
-    def _probe(self, first: Any) -> None:
-        self.model(self.tf.constant(first), **self.call_kwargs)
+    def _probe(self, first: Any) -> Any:
+        return self.model(self.tf.constant(first), **self.call_kwargs)
 
     def gradient_pass(self, x: np.ndarray, objective: Objective) -> GradientPass:
         return tensorflow_gradient_pass(self, x, objective)
@@ -365,23 +369,26 @@ class JaxKeras(KerasBackend):
         abstract run cannot do, a batch the model refuses included, are run
         eagerly instead, so that a failure is the model's own error on the batch.
         """
-        if not (self.model.built and self._abstract_run(first)):
-            self.model(first, **self.call_kwargs)
+        if self.model.built:
+            abstract = self._abstract_run(first)
+            if abstract is not None:
+                return abstract
+        return self.model(first, **self.call_kwargs)
 
-    def _abstract_run(self, first: Any) -> bool:
-        """``jax.eval_shape`` of the model on ``first``; ``False`` if it raised."""
+    def _abstract_run(self, first: Any) -> Any:
+        """``jax.eval_shape`` of the model on ``first`` (the output's shapes); ``None`` if it
+        raised."""
         trainable, frozen = self.variables()
         kwargs = self.call_kwargs
         try:
-            self.jax.eval_shape(
+            return self.jax.eval_shape(
                 lambda batch: self.model.stateless_call(trainable, frozen, batch, **kwargs)[0],
                 first,
             )
         except GroupCAMError:
             raise
         except Exception:
-            return False  # the eager run that follows reports real failures
-        return True
+            return None  # the eager run that follows reports real failures
 
     def forward(self, x: Any) -> Any:
         compiled = self._forward_function(_jax_forward)
@@ -410,9 +417,9 @@ class TorchKeras(KerasBackend):
     def gradient_pass(self, x: Any, objective: Objective) -> GradientPass:
         return torch_gradient_pass(self, x, objective)
 
-    def _probe(self, first: Any) -> None:
+    def _probe(self, first: Any) -> Any:
         with self.torch.no_grad():
-            self.model(first, **self.call_kwargs)
+            return self.model(first, **self.call_kwargs)
 
     def forward(self, x: Any) -> Any:
         with self.torch.no_grad(), self.logits(), mixed_precision(self.model, self.fast.dtype):

@@ -8,13 +8,13 @@ import keras
 
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.fast import FastMode
-from groupcam_core.kit import MODEL_OUTPUTS, ExplainerBase, OutputSelector, check_model
+from groupcam_core.kit import MODEL_OUTPUTS, ExplainerBase, LayerCall, OutputSelector, check_model
 from groupcam_core.protocol import Layout
 from groupcam_core.transforms import FeatureTransform
 
 from .backend import KerasBackend, make_backend
 from .fast import fast_mode
-from .layers import Target, final_softmax, find_last_feature_layer, resolve_layer
+from .layers import Target, final_activation, record_layer_calls, resolve_layer
 
 __all__ = ["GroupCAM"]
 
@@ -57,10 +57,14 @@ class GroupCAM(ExplainerBase):
         switched off during the explanation, so that step 1 differentiates the
         raw logit as the paper does and the softmax is applied once; a softmax
         that cannot be seen (``keras.ops.softmax`` in a functional graph, a
-        subclassed model) is detected from the outputs, with a warning.
+        subclassed model) is detected from the outputs, with a warning. A
+        final ``activation="sigmoid"`` (binary and multi-label classifiers) is
+        switched off the same way and each class is scored by its sigmoid.
         ``"logits"``: use outputs as they are and apply softmax.
         ``"probabilities"``: the model outputs probabilities that cannot be
         switched off; use them as they are.
+        ``"sigmoid"``: the outputs are logits of independent classes; score
+        each class by its sigmoid.
     fast
         ``True`` runs the masked forward passes in the fastest mode measured for
         the Keras backend and device (``cam.fast_mode`` says which): every
@@ -84,7 +88,7 @@ class GroupCAM(ExplainerBase):
         variant: str | GroupCAMConfig = "paper",
         batch_size: int | None = None,
         *,
-        model_outputs: Literal["auto", "logits", "probabilities"] = "auto",
+        model_outputs: Literal["auto", "logits", "probabilities", "sigmoid"] = "auto",
         output: OutputSelector = None,
         reshape_transform: FeatureTransform | None = None,
         fast: bool = False,
@@ -96,7 +100,9 @@ class GroupCAM(ExplainerBase):
         )
         self.model = model
         self.output = output
-        self.softmax_layer = final_softmax(model) if model_outputs == "auto" else None
+        self.activation_layer, self.scored_as = (
+            final_activation(model) if model_outputs == "auto" else (None, self.model_outputs)
+        )
         self._backend: KerasBackend | None = None
         self._set_target_layers(target_layer)
 
@@ -113,10 +119,10 @@ class GroupCAM(ExplainerBase):
         return layer.path
 
     def _probe_backend(self) -> KerasBackend:
-        return make_backend(self.model, self.model, "", None, False, self.output)
+        return make_backend(self.model, self.model, "", None, "logits", self.output)
 
-    def _find_default_layer(self, probe: KerasBackend, batch: Any) -> str:
-        return find_last_feature_layer(self.model, lambda: probe.probe(batch))
+    def _probe_layer_calls(self, probe: KerasBackend, batch: Any) -> tuple[list[LayerCall], Any]:
+        return record_layer_calls(self.model, lambda: probe.probe(batch))
 
     def _backend_for(self, x: Any) -> KerasBackend:
         layers = self._layers_for(x)
@@ -126,8 +132,8 @@ class GroupCAM(ExplainerBase):
             self.model,
             list(layers or (Target("", self.model),)),
             "",
-            self.softmax_layer,
-            self.model_outputs == "probabilities",
+            self.activation_layer,
+            self.scored_as,
             self.output,
         )
         if layers is not None:

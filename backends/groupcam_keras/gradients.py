@@ -16,6 +16,7 @@ import numpy as np
 
 from groupcam_core.errors import layer_not_called, layer_not_connected
 from groupcam_core.protocol import GradientPass, Objective
+from groupcam_core.targets import check_framework_scores
 
 if TYPE_CHECKING:
     from .backend import JaxKeras, TensorFlowKeras, TorchKeras
@@ -53,7 +54,9 @@ def tensorflow_gradient_pass(
     outputs_np = np.asarray(outputs)
     targets = objective(outputs_np)
     with tape:
-        score = tf.reduce_sum(objective.scores(outputs, targets))
+        scores = objective.scores(outputs, targets)
+        check_framework_scores(scores, outputs, getattr(objective, "name", "class targets"))
+        score = tf.reduce_sum(scores)
     tensors = [captured[path] for path in backend.layer_names]
     gradients = tape.gradient(score, tensors)
     for path, gradient in zip(backend.layer_names, gradients, strict=True):

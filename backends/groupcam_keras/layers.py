@@ -21,16 +21,17 @@ from typing import Any, NamedTuple
 import keras
 
 from groupcam_core.errors import BackendError, LayerNotFoundError, TargetLayerError
-from groupcam_core.kit import LayerCallRecorder, LayerKind, unknown_layer_error
+from groupcam_core.kit import LayerCall, LayerCallRecorder, LayerKind, unknown_layer_error
+from groupcam_core.model_outputs import ModelOutputs
 
 __all__ = [
     "CONVOLUTIONS",
     "INPUT_SUFFIX",
     "Target",
     "all_layers",
-    "final_softmax",
-    "find_last_feature_layer",
-    "logits_instead_of_softmax",
+    "final_activation",
+    "record_layer_calls",
+    "logits_instead_of_activation",
     "output_layer",
     "patched_call",
     "patched_input",
@@ -78,10 +79,21 @@ class Target(NamedTuple):
 
 
 def _children(operation: Any) -> list[Any]:
-    """The layers and, in a functional graph, the other operations directly inside."""
+    """The layers and, in a functional graph, the other operations directly inside.
+
+    A model lists its ``layers``; any other layer, the sublayers it tracks (the
+    blocks of a keras-hub backbone's encoder, the projections of a
+    ``MultiHeadAttention``), which Keras 3 keeps in the attributes it assigns.
+    """
     if isinstance(operation, keras.Function):
         return operation.operations
-    return list(getattr(operation, "layers", None) or [])
+    layers = getattr(operation, "layers", None)
+    if layers:
+        return list(layers)
+    flatten = getattr(operation, "_flatten_layers", None)  # Keras 3's own walk of tracked layers
+    if callable(flatten):
+        return list(flatten(include_self=False, recursive=False))
+    return []
 
 
 def all_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, keras.Operation]]:
@@ -217,12 +229,12 @@ def _kind(operation: keras.Operation) -> LayerKind:
     return "other"
 
 
-def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
-    """Path of the last layer, operation or layer input that is a spatial feature map.
+def record_layer_calls(model: keras.Model, run: Callable[[], Any]) -> tuple[list[LayerCall], Any]:
+    """Every layer's, operation's and layer input's last call in one run, and the run's output.
 
     ``run`` calls the model once (eagerly or on abstract values) while every
     layer and graph operation is patched to record its calls;
-    :func:`groupcam_core.kit.pick_last_feature_layer` chooses. A layer's
+    :func:`groupcam_core.kit.pick_last_feature_layer` chooses among them. A layer's
     first input that no recorded operation made (a tensor computed by ``x + y``
     in a subclassed model's ``call``) is recorded too, as ``"<layer>:input"``,
     when that layer's call starts.
@@ -261,8 +273,8 @@ def find_last_feature_layer(model: keras.Model, run: Callable[[], Any]) -> str:
     with ExitStack() as stack:
         for path, operation in layers:
             stack.enter_context(replaced_call(operation, make(path, operation)))
-        run()
-    return recorder.last_feature_layer()
+        output = run()
+    return list(recorder.finished.values()), output
 
 
 def output_layer(model: keras.Layer) -> keras.Layer | None:
@@ -277,24 +289,30 @@ def output_layer(model: keras.Layer) -> keras.Layer | None:
     return layer
 
 
-def final_softmax(model: keras.Model) -> keras.Layer | None:
-    """The layer that applies the model's final softmax, if one can be seen."""
+def final_activation(model: keras.Model) -> tuple[keras.Layer | None, ModelOutputs]:
+    """The layer that applies the model's final softmax or sigmoid, if one can be seen,
+    and how the logits it is given are scored: ``"logits"`` (softmax) or ``"sigmoid"``;
+    ``(None, "logits")`` when there is no such layer."""
     try:
         layer = output_layer(model)
     except (AttributeError, ValueError):
         layer = None
     if layer is None:
-        return None
+        return None, "logits"
     if isinstance(layer, keras.layers.Softmax):
-        return layer
-    if getattr(layer, "activation", None) is keras.activations.softmax:
-        return layer
-    return None
+        return layer, "logits"
+    activation = getattr(layer, "activation", None)
+    if activation is keras.activations.softmax:
+        return layer, "logits"
+    if activation is keras.activations.sigmoid:
+        return layer, "sigmoid"
+    return None, "logits"
 
 
 @contextmanager
-def logits_instead_of_softmax(layer: keras.Layer | None) -> Iterator[None]:
-    """Make the model output pre-softmax logits while the block runs."""
+def logits_instead_of_activation(layer: keras.Layer | None) -> Iterator[None]:
+    """Make the model output the logits before its final softmax or sigmoid while the
+    block runs."""
     if layer is None:
         yield
         return

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from groupcam_core.errors import GroupCAMError, model_failed
+from groupcam_core.errors import GroupCAMError, note_model_failure
 from groupcam_core.fast import EXACT, FastMode
 from groupcam_core.kit import (
     OutputSelector,
@@ -19,6 +19,7 @@ from groupcam_core.kit import (
     floating_batch,
     select_class_scores,
 )
+from groupcam_core.model_outputs import ModelOutputs
 from groupcam_core.protocol import GradientPass, Objective
 
 from .fast import LOW_PRECISION_DTYPES, LOW_PRECISION_MISMATCH, Autocast, set_autocast
@@ -67,7 +68,7 @@ class TorchBackend:
         layer: nn.Module | Sequence[nn.Module],
         layer_name: str | Sequence[str],
         output: OutputSelector = None,
-        outputs_probabilities: bool = False,
+        model_outputs: ModelOutputs = "logits",
         autocast: Autocast | None = None,
         call_counts: dict[str, int] | None = None,
     ) -> None:
@@ -79,7 +80,7 @@ class TorchBackend:
         self.layer = self.layers[0][1]
         self.layer_name = ", ".join(name for name, _ in self.layers)
         self.output = output
-        self.outputs_probabilities = outputs_probabilities
+        self.model_outputs = model_outputs
         self.device, self.dtype = model_device_and_dtype(model)
         self.autocast = autocast or Autocast(self.device.type, False, None)
         #: How the masked passes run (set by ``GroupCAM(fast=True)`` for an explanation).
@@ -100,19 +101,16 @@ class TorchBackend:
         return cast_input(tensor, lambda t: t.to(device=self.device, dtype=self.dtype))
 
     def run_model(self, x: torch.Tensor) -> Any:
-        """The model's raw output on ``x``; its own errors become :class:`InputError`."""
+        """The model's raw output on ``x``; its own errors keep their type, with a note."""
         try:
             with self.autocast.model_passes():
                 return self.model(x)
         except GroupCAMError:
             raise
         except Exception as error:
-            raise model_failed(
-                f"the model ({type(self.model).__name__})",
-                tuple(x.shape),
-                self.input_layout,
-                error,
-            ) from error
+            description = f"the model ({type(self.model).__name__})"
+            note_model_failure(error, description, tuple(x.shape), self.input_layout)
+            raise
 
     def gradient_pass(self, x: torch.Tensor, objective: Objective) -> GradientPass:
         calls = dict.fromkeys((name for name, _ in self.layers), 0)
@@ -134,7 +132,9 @@ class TorchBackend:
                         calls[name] += 1
                         return capture(out)
 
-                    handles.append(layer.register_forward_hook(hook))
+                    # First among the layer's hooks: a model that records the layer's
+                    # output in its own hook (transformers' backbones) records ours.
+                    handles.append(layer.register_forward_hook(hook, prepend=True))
                 raw = self.run_model(x)
             finally:
                 for handle in handles:
@@ -197,7 +197,8 @@ class TorchBackend:
 
         handles = [
             layer.register_forward_hook(
-                lambda module, inputs, out, name=name: hook(module, inputs, out, name)
+                lambda module, inputs, out, name=name: hook(module, inputs, out, name),
+                prepend=True,
             )
             for name, layer in self.layers
         ]

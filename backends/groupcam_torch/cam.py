@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from groupcam_core.config import GroupCAMConfig
 from groupcam_core.fast import FastMode
-from groupcam_core.kit import ExplainerBase, OutputSelector, check_model
+from groupcam_core.kit import ExplainerBase, LayerCall, OutputSelector, check_model
+from groupcam_core.model_outputs import ModelOutputs
 from groupcam_core.protocol import Layout
 from groupcam_core.transforms import FeatureTransform
 
 from .backend import TorchBackend, model_device_and_dtype
 from .fast import Autocast, fast_mode
-from .layers import find_last_feature_layer, resolve_layer
+from .layers import record_layer_calls, resolve_layer
 
 __all__ = ["GroupCAM", "evaluation_mode"]
 
@@ -72,7 +73,10 @@ class GroupCAM(ExplainerBase):
         ``"logits"`` entry, then a tuple's first element.
     model_outputs
         ``"logits"`` (default) or ``"probabilities"`` if the model already ends in
-        a softmax; probabilities are then used as they are.
+        a softmax; probabilities are then used as they are. ``"sigmoid"`` for
+        independent classes (a binary classifier with one logit, a multi-label
+        classifier): each class is scored by its sigmoid. A single logit with
+        ``"logits"`` is refused.
     reshape_transform
         For a layer that does not output a ``(B, K, u, v)`` map (a transformer
         block's ``(B, tokens, channels)``): a function from its output to one,
@@ -116,7 +120,7 @@ class GroupCAM(ExplainerBase):
         batch_size: int | None = None,
         *,
         output: OutputSelector = None,
-        model_outputs: Literal["logits", "probabilities"] = "logits",
+        model_outputs: ModelOutputs = "logits",
         reshape_transform: FeatureTransform | None = None,
         fast: bool = False,
         **settings: Any,
@@ -148,7 +152,7 @@ class GroupCAM(ExplainerBase):
             [layer for _, layer in layers],
             [name for name, _ in layers],
             output=self.output,
-            outputs_probabilities=self.model_outputs == "probabilities",
+            model_outputs=self.model_outputs,
             autocast=self._autocast,
             call_counts=self._call_counts,
         )
@@ -156,8 +160,10 @@ class GroupCAM(ExplainerBase):
     def _probe_backend(self) -> TorchBackend:
         return self._make_backend([("", self.model)])
 
-    def _find_default_layer(self, probe: TorchBackend, batch: torch.Tensor) -> str:
-        return find_last_feature_layer(self.model, lambda: probe.run_model(batch[:1]))
+    def _probe_layer_calls(
+        self, probe: TorchBackend, batch: torch.Tensor
+    ) -> tuple[list[LayerCall], Any]:
+        return record_layer_calls(self.model, lambda: probe.run_model(batch))
 
     def _backend_for(self, x: Any) -> TorchBackend:
         return self._make_backend(self._layers_for(x) or [("", self.model)])

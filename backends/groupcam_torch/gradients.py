@@ -44,6 +44,16 @@ def _requires_grad(outputs: Any) -> bool:
     return bool(outputs.requires_grad)
 
 
+def _with_first(container: tuple[Any, ...] | list[Any], first: Any) -> Any:
+    """``container`` with its first item replaced, of the same type (namedtuples too)."""
+    items = [first, *container[1:]]
+    if isinstance(container, list):
+        return items
+    if hasattr(container, "_fields"):  # a namedtuple takes its fields as arguments
+        return type(container)(*items)
+    return type(container)(items)
+
+
 def gradient_at_layers(
     run: Callable[[torch.Tensor, Callable[[str], Capture]], Any],
     x: torch.Tensor,
@@ -76,7 +86,9 @@ def gradient_at_layers(
 
     Notes
     -----
-    Below the first captured layer nothing needs a graph: the forward runs under
+    A layer that returns a tuple or list whose first item is a tensor (a
+    transformer block's ``(hidden_states, attentions)``) is explained at that
+    tensor. Below the first captured layer nothing needs a graph: the forward runs under
     ``no_grad`` and the first capture turns gradients on from that layer's
     output, which it replaces with a fresh leaf. Each captured output is handed
     on as a clone, so in-place operations after the layer cannot touch it. A
@@ -89,14 +101,21 @@ def gradient_at_layers(
     skip = {name: max(count - 1, 0) for name, count in (expected_calls or {}).items()}
 
     def capture_for(name: str) -> Capture:
-        def capture(output: Any) -> torch.Tensor:
+        def capture(output: Any) -> Any:
             seen[name] = seen.get(name, 0) + 1
             if seen[name] <= skip.get(name, 0):
                 return output  # not the last call: no graph yet
+            if isinstance(output, (tuple, list)) and output and torch.is_tensor(output[0]):
+                # A block that returns (hidden states, extras), as transformers' do:
+                # its first tensor is explained and handed on in the same container.
+                return _with_first(output, capture_tensor(output[0]))
+            return capture_tensor(output)
+
+        def capture_tensor(output: Any) -> torch.Tensor:
             if not (torch.is_tensor(output) and output.is_floating_point()):
                 raise TargetLayerError(
                     f"target layer {name!r} returned {type(output).__name__}, "
-                    "not a floating-point tensor"
+                    "not a floating-point tensor (nor a tuple or list that starts with one)"
                 )
             if torch.is_grad_enabled() and output.requires_grad:
                 tensor = output  # below a layer captured earlier: already in the graph

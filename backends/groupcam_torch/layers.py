@@ -9,9 +9,15 @@ import torch
 from torch import nn
 
 from groupcam_core.errors import BackendError, LayerNotFoundError
-from groupcam_core.kit import LayerCallRecorder, LayerKind, unknown_layer_error
+from groupcam_core.kit import (
+    LayerCall,
+    LayerCallRecorder,
+    LayerKind,
+    pick_last_feature_layer,
+    unknown_layer_error,
+)
 
-__all__ = ["find_last_feature_layer", "resolve_layer"]
+__all__ = ["find_last_feature_layer", "record_layer_calls", "resolve_layer"]
 
 _CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d, nn.LazyConv2d, nn.LazyConvTranspose2d)
 _POOLING = (
@@ -67,17 +73,34 @@ def find_last_feature_layer(
     """Name of the last module, in execution order, that outputs a spatial feature map.
 
     ``run()`` runs ``model`` once (on one probe image) while every submodule has
-    a forward hook; :func:`groupcam_core.kit.pick_last_feature_layer`
-    chooses among the recorded calls. For a torchvision ResNet that is
+    a forward hook (:func:`record_layer_calls`);
+    :func:`groupcam_core.kit.pick_last_feature_layer` chooses among the
+    recorded calls. For a torchvision ResNet that is
     ``layer4``; for EfficientNet the activation after ``_conv_head``; for VGG
     the ReLU before the last max pooling. ``layers`` names the modules to watch
     and their kinds (default: every submodule, its kind from its class).
+    """
+    calls, _ = record_layer_calls(model, run, layers)
+    return pick_last_feature_layer(calls)
+
+
+def record_layer_calls(
+    model: nn.Module,
+    run: Callable[[], Any],
+    layers: Mapping[str, tuple[nn.Module, LayerKind]] | None = None,
+) -> tuple[list[LayerCall], Any]:
+    """Every module's last call in one ``run()`` of ``model`` (forward hooks), and its output.
+
+    ``layers`` names the modules to watch and their kinds (default: every
+    submodule, its kind from its class).
     """
     recorder = LayerCallRecorder("channels_first")
     handles = []
 
     def make_hook(name: str, kind: LayerKind) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, (tuple, list)) and output and torch.is_tensor(output[0]):
+                output = output[0]  # explained at its first tensor, as the gradient pass does
             if torch.is_tensor(output):
                 recorder.record(name, tuple(output.shape), output.is_floating_point(), kind)
             else:
@@ -91,8 +114,8 @@ def find_last_feature_layer(
         for name, (module, kind) in layers.items():
             handles.append(module.register_forward_hook(make_hook(name, kind)))
         with torch.inference_mode():
-            run()
+            output = run()
     finally:
         for handle in handles:
             handle.remove()
-    return recorder.last_feature_layer()
+    return list(recorder.finished.values()), output

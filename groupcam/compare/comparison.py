@@ -461,6 +461,19 @@ def compare(
     """
     if not isinstance(explainers, Mapping) or not explainers:
         raise ConfigError("explainers must be a non-empty mapping of names to explainers")
+    for name, explainer in explainers.items():
+        missing = [
+            part
+            for part in ("explain", "input_layout")  # asked of the class: a property may raise
+            if not hasattr(type(explainer), part) and part not in getattr(explainer, "__dict__", {})
+        ]
+        if missing:
+            raise ConfigError(
+                f"explainers[{name!r}] is a {type(explainer).__name__}, not a groupcam explainer "
+                f"(it has no {' or '.join(missing)}); wrap the model first, e.g. "
+                "groupcam_torch.GroupCAM(model), groupcam_keras.GroupCAM(model) or "
+                "groupcam_jax.GroupCAM.from_nnx(model)"
+            )
     if layout not in ("channels_last", "channels_first"):
         raise ConfigError(f"layout must be 'channels_last' or 'channels_first', got {layout!r}")
     reference = _reference(reference, explainers)

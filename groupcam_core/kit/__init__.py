@@ -15,6 +15,7 @@ from ..model_outputs import OutputSelector, select_class_scores
 from .explainer import MODEL_OUTPUTS, ExplainerBase, as_backend, check_model, preferred_batch_size
 from .inputs import cast_input, floating_batch
 from .layers import (
+    DefaultLayerRule,
     LayerCall,
     LayerCallRecorder,
     LayerKind,
@@ -26,6 +27,7 @@ from .layers import (
 
 __all__ = [
     "MODEL_OUTPUTS",
+    "DefaultLayerRule",
     "ExplainerBase",
     "LayerCall",
     "LayerCallRecorder",

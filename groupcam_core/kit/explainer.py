@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -12,20 +13,19 @@ from ..arguments import one_of, positive_int
 from ..batches import concat_rows, prepare_batch
 from ..config import GroupCAMConfig, make_config
 from ..engine import explain_group_cam
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, LayerNotConnectedError, TargetLayerError
 from ..fast import EXACT, FastMode, check_fast, faster_mode
+from ..features import refusing_zero_gradients
 from ..forward import resolve_batch_size
 from ..locks import model_lock
+from ..model_outputs import MODEL_OUTPUTS
 from ..protocol import Backend, Layout
 from ..result import Explanation
 from ..targets import TargetSpec
 from ..transforms import FeatureTransform, TransformedBackend
-from .layers import requested_layers
+from .layers import DefaultLayerRule, LayerCall, pick_last_feature_layer, requested_layers
 
 __all__ = ["MODEL_OUTPUTS", "ExplainerBase", "as_backend", "check_model", "preferred_batch_size"]
-
-#: What ``model_outputs=`` may say in every adapter (Keras adds ``"auto"``).
-MODEL_OUTPUTS: tuple[str, ...] = ("logits", "probabilities")
 
 
 def check_model(model: Any, kind: type | tuple[type, ...], who: str, what: str) -> None:
@@ -53,7 +53,7 @@ class ExplainerBase:
     for example to put the model in evaluation mode). Adapters with target
     layers also implement ``_resolve_layer`` (a user's layer to the adapter's
     record of it), ``_layer_name`` (that record's name) and, for the default
-    layer, ``_probe_backend`` and ``_find_default_layer``; the base class keeps
+    layer, ``_probe_backend`` and ``_probe_layer_calls``; the base class keeps
     the layers (:meth:`_set_target_layers`, :meth:`_layers_for`), names them
     (:attr:`target_layer_name`) and writes ``repr``.
 
@@ -119,6 +119,10 @@ class ExplainerBase:
         self._last_fast_mode: FastMode | None = None
         # The target layers as the adapter records them (None: the default, not yet found).
         self._layers: tuple[Any, ...] | None = None
+        self._default_layer_note: str | None = None
+        #: Earlier candidates for the default layer, last first, while it has not
+        #: given an explanation yet (a layer the output does not depend on steps back).
+        self._default_fallbacks: list[str] = []
 
     def _backend_for(self, x: Any) -> Backend:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -136,10 +140,15 @@ class ExplainerBase:
         """A backend with no target layer, to run the default-layer probe with."""
         raise NotImplementedError
 
-    def _find_default_layer(self, probe: Any, batch: Any) -> Any:  # pragma: no cover - abstract
-        """The default layer (a name or path), from one pass of ``probe`` on a first image.
+    def _probe_layer_calls(
+        self, probe: Any, batch: Any
+    ) -> tuple[Sequence[LayerCall], Any]:  # pragma: no cover - abstract
+        """Every layer's last call in one pass of ``probe`` on ``batch``, and the model's output.
 
-        ``batch`` is the prepared batch (its shape is what error messages name).
+        ``batch`` is the probe batch: two rows of the user's prepared batch (the
+        first image twice for a batch of one), so that a layer's output with
+        another first axis is known not to be one row per image. The output may
+        be the model's raw return value or its shapes (an abstract run).
         """
         raise NotImplementedError
 
@@ -162,8 +171,31 @@ class ExplainerBase:
             probe = self._probe_backend()
             batch = probe.prepare_input(x)
             if getattr(batch, "ndim", 0) == 4 and 0 not in tuple(batch.shape):
-                self._layers = (self._resolve_layer(self._find_default_layer(probe, batch)),)
+                rows = batch[:2] if batch.shape[0] >= 2 else concat_rows([batch[:1], batch[:1]])
+                calls, output = self._probe_layer_calls(probe, rows)
+                rule = self._default_layer_rule(probe, tuple(batch.shape), output)
+                name = pick_last_feature_layer(calls, rule)
+                self._default_layer_note = _default_layer_note(name, calls, rule)
+                self._default_fallbacks = [
+                    call.name for call in reversed(_candidates(calls, rule)) if call.name != name
+                ][:_MAX_FALLBACKS]
+                self._layers = (self._resolve_layer(name),)
         return self._layers
+
+    def _default_layer_rule(
+        self, probe: Backend, shape: tuple[int, ...], output: Any
+    ) -> DefaultLayerRule:
+        """What the default layer must satisfy for a batch of ``shape``, given the probe's
+        ``output`` (see :class:`~groupcam_core.kit.DefaultLayerRule`)."""
+        size = shape[2:4] if probe.input_layout == "channels_first" else shape[1:3]
+        accepts = getattr(self.reshape_transform, "accepts", None)
+        return DefaultLayerRule(
+            rows=2,
+            image_size=(int(size[0]), int(size[1])),
+            layout=probe.feature_layout,
+            accepts=accepts if callable(accepts) else None,
+            output_channels=_spatial_output_channels(output, probe.feature_layout),
+        )
 
     @property
     def target_layer_name(self) -> str | None:
@@ -274,7 +306,13 @@ class ExplainerBase:
             with self._fast_passes(backend, mode) if mode.active else nullcontext():
                 if self.reshape_transform is not None:
                     backend = TransformedBackend(backend, self.reshape_transform)
-                yield backend
+                try:
+                    yield backend
+                except (TargetLayerError, ConfigError) as error:
+                    note = self._default_layer_note
+                    if note and note not in getattr(error, "__notes__", ()):
+                        error.add_note(note)  # a failure on a layer the user did not choose
+                    raise
 
     def explain(self, x: Any, targets: TargetSpec = None) -> Explanation:
         """Explain a batch and return the maps with scores and diagnostics.
@@ -294,14 +332,92 @@ class ExplainerBase:
         -------
         groupcam_core.Explanation
         """
-        with self.using_backend(x, fast=self.fast) as backend:
-            return explain_group_cam(
-                backend, x, targets=targets, config=self.config, batch_size=self.batch_size
-            )
+        while True:
+            # While the default layer is on trial, a layer with gradients that are zero
+            # everywhere (a ViT's final norm, whose head reads the class token only) is
+            # refused like one on a branch the output does not use (an auxiliary head),
+            # and the candidate before it is tried instead.
+            on_trial = self._layers is None or bool(self._default_fallbacks)
+            trial = refusing_zero_gradients.set(on_trial)
+            try:
+                with self.using_backend(x, fast=self.fast) as backend:
+                    explanation = explain_group_cam(
+                        backend, x, targets=targets, config=self.config, batch_size=self.batch_size
+                    )
+            except LayerNotConnectedError:
+                if not self._default_fallbacks:
+                    raise
+                self._step_back_default_layer()
+                continue
+            finally:
+                refusing_zero_gradients.reset(trial)
+            self._default_fallbacks = []
+            return explanation
+
+    def _step_back_default_layer(self) -> None:
+        """Explain the candidate before the default layer from now on (first explanation only)."""
+        old = self.target_layer_name
+        new = self._default_fallbacks.pop(0)
+        logger.info(
+            "default target layer %r: the output does not depend on it; trying %r", old, new
+        )
+        self._layers = (self._resolve_layer(new),)
+        if getattr(self, "_backend", None) is not None:
+            self._backend = None  # an adapter's backend made for the old layer
 
     def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
         """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
         return self.explain(x, targets).saliency
+
+
+def _spatial_output_channels(output: Any, layout: Layout) -> int | None:
+    """The classes of a spatial model output (a segmentation model's), else ``None``.
+
+    ``output`` is what the probe returned: an array or its shapes, an object with
+    ``logits``, a mapping with ``"logits"``, or a tuple or list led by an array.
+    """
+    candidates = [output, getattr(output, "logits", None)]
+    if isinstance(output, Mapping):
+        candidates.append(output.get("logits"))
+    if isinstance(output, (tuple, list)) and output:
+        candidates.append(output[0])
+    for candidate in candidates:
+        shape = tuple(getattr(candidate, "shape", ()) or ())
+        if len(shape) == 4 and all(isinstance(side, int) for side in shape):
+            return shape[1] if layout == "channels_first" else shape[3]
+    return None
+
+
+logger = logging.getLogger("groupcam")
+
+#: How many earlier candidates the default layer may step back through.
+_MAX_FALLBACKS = 32
+
+
+def _candidates(calls: Sequence[LayerCall], rule: DefaultLayerRule) -> list[LayerCall]:
+    """The layers the default could be, in the order their last calls finished."""
+    ordered = sorted(calls, key=lambda call: call.order)
+    if rule.accepts is not None:
+        return [call for call in ordered if rule.accepted(call)]
+    return [
+        call
+        for call in ordered
+        if call.spatial and rule.explainable(call) and call.kind not in ("pooling", "container")
+    ]
+
+
+def _default_layer_note(name: str, calls: Sequence[LayerCall], rule: DefaultLayerRule) -> str:
+    """What a failure on the default layer adds: which layer was chosen, and the others."""
+    others = _candidates(calls, rule)
+    if rule.accepts is not None:
+        how = "the last layer whose output the reshape_transform accepts"
+    else:
+        how = "the last spatial feature map after the last convolution"
+    listed = ", ".join(f"{call.name!r} {call.shape}" for call in others[-6:] if call.name != name)
+    return (
+        f"groupcam: the target layer {name!r} was chosen by default ({how}); "
+        f"other candidates: {listed or 'none'}. Pass target_layer= to choose another"
+    )
 
 
 def preferred_batch_size(explainer: Any) -> int | None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError, LayerNotFoundError, TargetLayerError
+from ..features import looks_like_other_layout
 from ..protocol import Layout
 
 __all__ = [
+    "DefaultLayerRule",
     "LayerCall",
     "LayerCallRecorder",
     "LayerKind",
@@ -117,7 +119,9 @@ class LayerCall:
         (spatial max or average pooling), ``"container"`` (a layer made of
         other recorded layers, such as a nested model or a block), or ``"other"``.
     shape
-        The output's shape, for error messages.
+        The output's shape (``()`` when it was not an array).
+    floating
+        The output was a floating-point array.
     """
 
     name: str
@@ -125,6 +129,67 @@ class LayerCall:
     spatial: bool
     kind: LayerKind = "other"
     shape: tuple[int, ...] = ()
+    floating: bool = True
+
+
+@dataclass(frozen=True)
+class DefaultLayerRule:
+    """What the probe knows beyond each layer's output, for :func:`pick_last_feature_layer`.
+
+    Attributes
+    ----------
+    rows
+        The probe batch's rows (2): an output with another first axis is not
+        one row per image (a parameter such as Swin's relative position bias).
+    image_size
+        ``(H, W)`` of the probe's images: a map that reads as the other layout
+        is passed over (:func:`~groupcam_core.features.looks_like_other_layout`).
+    layout
+        The layout of the layers' feature maps.
+    accepts
+        The ``reshape_transform``'s test of an output shape, or ``None``: with
+        one, the default is the last layer whose output it accepts.
+    output_channels
+        The classes of a spatial model output (a segmentation model's
+        ``(B, classes, H, W)``), or ``None``: maps with that many channels are
+        the classifier's, and passed over.
+    """
+
+    rows: int
+    image_size: tuple[int, int]
+    layout: Layout
+    accepts: Callable[[tuple[int, ...]], bool] | None = None
+    output_channels: int | None = None
+
+    def explainable(self, call: LayerCall) -> bool:
+        """Whether a spatial call can be the default layer under this rule."""
+        shape = call.shape
+        if len(shape) != 4 or shape[0] != self.rows:
+            return False
+        channels, height, width = (
+            (shape[1], shape[2], shape[3])
+            if self.layout == "channels_first"
+            else (shape[3], shape[1], shape[2])
+        )
+        if self.output_channels is not None and channels == self.output_channels:
+            return False
+        return not looks_like_other_layout(
+            (shape[0], channels, height, width), self.layout, *self.image_size
+        )
+
+    def accepted(self, call: LayerCall) -> bool:
+        """Whether ``accepts`` takes the call's output (one row per image, floating point).
+
+        Containers count here: a block's output (after its residual sum) is not
+        any of its layers' outputs.
+        """
+        return (
+            self.accepts is not None
+            and call.floating
+            and bool(call.shape)
+            and call.shape[0] == self.rows
+            and bool(self.accepts(call.shape))
+        )
 
 
 class LayerCallRecorder:
@@ -155,11 +220,13 @@ class LayerCallRecorder:
         self.calls[name] += 1
         found = tuple(shape or ())
         spatial = shape is not None and is_spatial_feature_map(found, floating, self.layout)
-        self.finished[name] = LayerCall(name, self.calls.total(), spatial, kind, found)
+        self.finished[name] = LayerCall(
+            name, self.calls.total(), spatial, kind, found, shape is not None and floating
+        )
 
-    def last_feature_layer(self) -> str:
+    def last_feature_layer(self, rule: DefaultLayerRule | None = None) -> str:
         """The default target layer among the recorded calls (:func:`pick_last_feature_layer`)."""
-        return pick_last_feature_layer(list(self.finished.values()))
+        return pick_last_feature_layer(list(self.finished.values()), rule)
 
 
 def _describe(calls: Sequence[LayerCall]) -> str:
@@ -167,13 +234,20 @@ def _describe(calls: Sequence[LayerCall]) -> str:
     return listed or "none"
 
 
-def pick_last_feature_layer(calls: Sequence[LayerCall]) -> str:
+def pick_last_feature_layer(
+    calls: Sequence[LayerCall], rule: DefaultLayerRule | None = None
+) -> str:
     """Choose the default target layer: the last spatial feature map that feeds the head.
 
     Parameters
     ----------
     calls
         One :class:`LayerCall` per layer, from one recorded forward pass.
+    rule
+        What else the probe knows (:class:`DefaultLayerRule`): maps that are
+        not one row per image, that read as the other layout or that carry a
+        segmentation model's classes are passed over; with a
+        ``reshape_transform``, the last layer whose output it accepts wins.
 
     Returns
     -------
@@ -186,7 +260,20 @@ def pick_last_feature_layer(calls: Sequence[LayerCall]) -> str:
         ``block5_pool``), and so are containers, whose innermost layer is
         named instead.
     """
-    spatial = sorted((call for call in calls if call.spatial), key=lambda call: call.order)
+    ordered = sorted(calls, key=lambda call: call.order)
+    if rule is not None and rule.accepts is not None:
+        accepted = [call for call in ordered if rule.accepted(call)]
+        if not accepted:
+            arrays = [call for call in ordered if call.shape]
+            raise TargetLayerError(
+                "no layer's output is accepted by the reshape_transform, so no default "
+                "target layer; pass target_layer= (a layer name or the layer itself). The last "
+                f"layers' outputs: {_describe(arrays[-8:])}"
+            )
+        return accepted[-1].name
+    spatial = [
+        call for call in ordered if call.spatial and (rule is None or rule.explainable(call))
+    ]
     convolutions = [call.order for call in spatial if call.kind == "convolution"]
     if not convolutions:
         raise TargetLayerError(

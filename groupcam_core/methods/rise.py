@@ -170,9 +170,7 @@ def run_rise(
                 "the model (on the input)",
             )
         ]
-        chosen = ClassObjective(targets, images, backend.outputs_probabilities)(
-            xp.concat(clean, axis=0)
-        )
+        chosen = ClassObjective(targets, images, backend.model_outputs)(xp.concat(clean, axis=0))
 
         images_first = batch.channels_first()
         like = xp.zeros((), dtype=batch.dtype, device=where)
@@ -201,7 +199,7 @@ def run_rise(
             probability = target_probabilities(
                 outputs,
                 xp.take(chosen, owner, axis=0),
-                backend.outputs_probabilities,
+                backend.model_outputs,
                 batch.dtype,
                 xp,
             )

@@ -92,7 +92,7 @@ def _host_outputs(
 
 def _probabilities(backend: Backend, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return target_probabilities(
-        outputs, targets, backend.outputs_probabilities, np.float64, array_namespace(outputs)
+        outputs, targets, backend.model_outputs, np.float64, array_namespace(outputs)
     )
 
 
@@ -108,7 +108,7 @@ def clean_pass(
             )
         ]
     )
-    objective = ClassObjective(targets, images.shape[0], backend.outputs_probabilities)
+    objective = ClassObjective(targets, images.shape[0], backend.model_outputs)
     resolved = np.asarray(objective(outputs), dtype=np.int64)
     return resolved, _probabilities(backend, outputs, resolved)
 

@@ -41,7 +41,7 @@ class FakeNumpyBackend:
         self.feature_layout = layout
         self.fixed_batch_shape = fixed_batch_shape
         self.default_batch_size = default_batch_size
-        self.outputs_probabilities = softmax_output
+        self.model_outputs = "probabilities" if softmax_output else "logits"
         self.chunk_rows: list[int] = []
 
     # -- the model, channels-first float64 --------------------------------
@@ -55,7 +55,7 @@ class FakeNumpyBackend:
         m1 = activations.mean(axis=(2, 3))
         m2 = (activations**2).mean(axis=(2, 3))
         logits = m1 @ self.linear.T + m2 @ self.quadratic.T + self.offset
-        if self.outputs_probabilities:
+        if self.model_outputs == "probabilities":
             z = np.exp(logits - logits.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
         return logits
@@ -84,7 +84,7 @@ class FakeNumpyBackend:
         outputs = self.head(activations)
         targets = resolve_targets(outputs)
         gradients = self.logit_gradient(activations, targets)
-        if self.outputs_probabilities:  # d p_t = p_t (d l_t - sum_j p_j d l_j)
+        if self.model_outputs == "probabilities":  # d p_t = p_t (d l_t - sum_j p_j d l_j)
             area = activations.shape[2] * activations.shape[3]
             p = outputs
             mean_v = (p @ self.linear)[:, :, None, None]

@@ -9,7 +9,9 @@ import keras
 import numpy as np
 
 
-def functional_cnn(classes: int = 5, softmax: bool = False, seed: int = 0) -> keras.Model:
+def functional_cnn(
+    classes: int = 5, softmax: bool = False, seed: int = 0, activation: str | None = None
+) -> keras.Model:
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3))
     h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
@@ -17,7 +19,9 @@ def functional_cnn(classes: int = 5, softmax: bool = False, seed: int = 0) -> ke
     h = keras.layers.BatchNormalization(name="bn")(h)
     h = keras.layers.Activation("relu", name="features")(h)
     h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
-    outputs = keras.layers.Dense(classes, activation="softmax" if softmax else None, name="head")(h)
+    outputs = keras.layers.Dense(
+        classes, activation="softmax" if softmax else activation, name="head"
+    )(h)
     return keras.Model(inputs, outputs, name="functional_cnn")
 
 

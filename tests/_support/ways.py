@@ -70,8 +70,10 @@ class Way:
         ``model(kind)`` -> a fresh model: ``"blob"`` (the blob net, in evaluation
         mode where the framework has modes), ``"training"`` (the blob net in
         training mode), ``"softmax"`` (the blob net ending in a softmax that
-        the adapter cannot switch off) or ``"detector"`` (the blob net ending in
-        the dense detection head of ``_support.detection``).
+        the adapter cannot switch off), ``"detector"`` (the blob net ending in
+        the dense detection head of ``_support.detection``) or
+        ``"single-logit"`` (a binary classifier: the blob net's first logit
+        only, shape ``(B, 1)``).
     snapshot
         ``snapshot(model)`` -> a comparable record of everything an explanation
         must leave as it was (weights, buffers, modes, patched calls, hooks).
@@ -124,6 +126,10 @@ def _torch_way(blob_net: Any) -> Way:
         def forward(self, logits: torch.Tensor) -> torch.Tensor:
             return dense_head(logits)
 
+    class FirstLogit(nn.Module):
+        def forward(self, logits: torch.Tensor) -> torch.Tensor:
+            return logits[:, :1]
+
     def model(kind: str) -> nn.Module:
         net = copy.deepcopy(blob_net)
         if kind == "training":
@@ -132,6 +138,8 @@ def _torch_way(blob_net: Any) -> Way:
             return nn.Sequential(*net, nn.Softmax(dim=1)).eval()
         if kind == "detector":
             return nn.Sequential(*net, DenseHead()).eval()
+        if kind == "single-logit":
+            return nn.Sequential(*net, FirstLogit()).eval()
         return net.eval()
 
     def make(net: nn.Module | None = None, **kwargs: Any) -> GroupCAM:
@@ -186,6 +194,8 @@ def _keras_way(name: str, blob_net: Any) -> Way:
             return keras.Model(net.inputs, keras.ops.softmax(net.outputs[0], axis=-1))
         if kind == "detector":
             return keras.Model(net.inputs, keras_dense_head(net.outputs[0]))
+        if kind == "single-logit":
+            return keras.Model(net.inputs, net.outputs[0][:, :1])
         return net
 
     def make(net: keras.Model | None = None, **kwargs: Any) -> GroupCAM:
@@ -260,15 +270,40 @@ def _jax_way(name: str, blob_net: Any) -> Way:
         def __call__(self, x: Any) -> Any:
             return dense_head(self.net(x))
 
-    wrappers = (SoftmaxLinen, SoftmaxNnx, DetectorLinen, DetectorNnx)
+    class FirstLogitLinen(linen.Module):
+        @linen.compact
+        def __call__(self, x: Any, train: bool = True) -> Any:
+            return LinenBlobNet(name="net")(x, train)[:, :1]
+
+    class FirstLogitNnx(nnx.Module):
+        def __init__(self, net: Any) -> None:
+            self.net = net
+
+        def __call__(self, x: Any) -> Any:
+            return self.net(x)[:, :1]
+
+    wrappers = (
+        SoftmaxLinen,
+        SoftmaxNnx,
+        DetectorLinen,
+        DetectorNnx,
+        FirstLogitLinen,
+        FirstLogitNnx,
+    )
+    linen_heads = {
+        "softmax": SoftmaxLinen,
+        "detector": DetectorLinen,
+        "single-logit": FirstLogitLinen,
+    }
+    nnx_heads = {"softmax": SoftmaxNnx, "detector": DetectorNnx, "single-logit": FirstLogitNnx}
 
     if name == "jax-linen":
 
         def model(kind: str) -> Any:
             variables = linen_blob_variables(blob_net)
-            if kind in ("softmax", "detector"):
+            if kind in linen_heads:
                 nested = {collection: {"net": tree} for collection, tree in variables.items()}
-                return (SoftmaxLinen() if kind == "softmax" else DetectorLinen()), nested
+                return linen_heads[kind](), nested
             return LinenBlobNet(), variables
 
         def make(net: Any = None, **kwargs: Any) -> GroupCAM:
@@ -289,9 +324,9 @@ def _jax_way(name: str, blob_net: Any) -> Way:
 
         def model(kind: str) -> Any:
             net = nnx_blob_net(blob_net)
-            if kind in ("softmax", "detector"):
+            if kind in nnx_heads:
                 net.eval()
-                return SoftmaxNnx(net) if kind == "softmax" else DetectorNnx(net)
+                return nnx_heads[kind](net)
             if kind == "training":
                 net.train()
             else:
@@ -319,6 +354,8 @@ def _jax_way(name: str, blob_net: Any) -> Way:
                 return features_fn, lambda features: jax.nn.softmax(head_fn(features))
             if kind == "detector":
                 return features_fn, lambda features: dense_head(head_fn(features))
+            if kind == "single-logit":
+                return features_fn, lambda features: head_fn(features)[:, :1]
             return features_fn, head_fn
 
         def make(net: Any = None, **kwargs: Any) -> GroupCAM:

@@ -211,6 +211,12 @@ def test_bad_arguments() -> None:
     with pytest.raises(BackendError, match="input_layout"):
         compare({"silent": Silent()}, _images())
 
+    def bare_model(x):  # a model, not an explainer of it
+        return x
+
+    with pytest.raises(ConfigError, match=r"explainers\['model'\] is a function, not a groupcam"):
+        compare({"model": bare_model}, _images())
+
 
 @pytest.mark.parametrize("with_photos", [False, True])
 def test_figure(tmp_path, with_photos) -> None:

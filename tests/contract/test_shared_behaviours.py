@@ -14,6 +14,7 @@ from groupcam_core import (
     ClassLogit,
     ClassProbability,
     ConfigError,
+    ModelOutputError,
     TargetLayerError,
     metrics,
     run_method,
@@ -51,6 +52,47 @@ def test_target_functions_score_what_they_say(way, photos, logits) -> None:
     softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
     softmax /= softmax.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probability.target_scores, softmax[:, 1], rtol=1e-4, atol=1e-6)
+
+
+def _sigmoid_of(column: int):
+    """A target function: the sigmoid of one output column, on the framework's own arrays."""
+
+    def sigmoid(out):
+        xp = namespace_of(out)
+        return 1.0 / (1.0 + xp.exp(-out[:, column]))
+
+    return sigmoid
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values.astype(np.float64)))
+
+
+def test_single_logit_and_multi_label_models_are_scored_by_their_sigmoid(
+    way, photos, logits
+) -> None:
+    images = way.images(photos)
+    # One logit per image: a softmax over it is 1 for every input, every map would be 0.
+    with pytest.raises(ModelOutputError, match=r"single logit.*model_outputs='sigmoid'"):
+        way.make(way.model("single-logit")).explain(images)
+    binary = way.make(way.model("single-logit"), model_outputs="sigmoid").explain(images)
+    assert (binary.targets == 0).all()
+    np.testing.assert_allclose(binary.target_probabilities, _sigmoid(logits[:, 0]), rtol=1e-5)
+    assert binary.saliency.std(axis=(1, 2)).min() > 0.01  # a map, not all zeros
+    # The documented score, written out as a target function: the same maps (it
+    # differentiates the sigmoid, not the logit: gradients scaled by a positive factor
+    # per image, which the masks' min-max normalisation removes; float32 rounding of
+    # gradients scaled by a sigmoid's slope as small as 6e-3 leaves up to 3e-5).
+    written_out = way.make(way.model("single-logit")).explain(images, targets=_sigmoid_of(0))
+    np.testing.assert_allclose(binary.saliency, written_out.saliency, atol=1e-4)
+    np.testing.assert_allclose(binary.group_scores, written_out.group_scores, atol=1e-6)
+    # Multi-label: each class scored by its own sigmoid, not by a softmax over labels.
+    labels = way.make(model_outputs="sigmoid").explain(images, targets=1)
+    np.testing.assert_allclose(labels.target_probabilities, _sigmoid(logits[:, 1]), rtol=1e-5)
+    written_out = way.make().explain(images, targets=_sigmoid_of(1))
+    np.testing.assert_allclose(labels.saliency, written_out.saliency, atol=1e-4)
+    softmax_scored = way.make().explain(images, targets=1)
+    assert np.abs(labels.group_scores - softmax_scored.group_scores).max() > 1e-3
 
 
 @pytest.mark.parametrize("fusion", ["mean", "max"])

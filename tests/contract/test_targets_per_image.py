@@ -79,3 +79,21 @@ def test_embedding_similarity_shared_and_per_image(way, photos, logits) -> None:
     np.testing.assert_allclose(per_image.target_scores, expected, rtol=1e-5)
     last = cam.explain(images[-1:], targets=EmbeddingSimilarity(references[-1]))
     np.testing.assert_allclose(per_image.saliency[-1], last.saliency[0], atol=1e-5)
+
+
+def test_targets_that_cannot_be_scored_are_target_errors(way, photos) -> None:
+    """An index beyond the outputs (JAX would clamp it: a silent wrong map) and scores
+    computed outside the framework (they cannot be differentiated) are refused by name."""
+    from groupcam_core import RegressionOutput, TargetError
+
+    images = way.images(photos)
+    cam = way.make()
+    for target in (ClassLogit(4), ClassProbability(9), RegressionOutput(4)):
+        with pytest.raises(TargetError, match=r"is out of range for outputs of shape \(4, 4\)"):
+            cam.explain(images, targets=target)
+
+    def numpy_scores(outputs):
+        return np.asarray(outputs)[:, 1]
+
+    with pytest.raises(TargetError, match=r"returned a numpy\.ndarray; it must compute its scores"):
+        cam.explain(images, targets=numpy_scores)

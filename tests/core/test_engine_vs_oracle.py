@@ -41,7 +41,7 @@ def _oracle_for(backend: FakeNumpyBackend, x: np.ndarray, groups: int, variant: 
         chosen,
         groups=groups,
         variant=variant,
-        already_probabilities=backend.outputs_probabilities,
+        already_probabilities=backend.model_outputs == "probabilities",
     )
     return oracle, chosen
 

@@ -109,3 +109,26 @@ def test_non_finite_model_output() -> None:
 def test_layer_without_spatial_extent() -> None:
     with pytest.raises(TargetLayerError, match="1x1 map"):
         explain_group_cam(_PooledFeatures(), _x(), config=CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("layout", "shape", "refused"),
+    [
+        ("channels_first", (2, 7, 7, 768), True),  # ConvNeXt's (B, H, W, C) read as (B, C, H, W)
+        ("channels_first", (2, 768, 7, 7), False),
+        ("channels_first", (2, 512, 2, 25), False),  # a text-line model's wide map: its own shape
+        ("channels_first", (2, 8, 8, 8), False),  # square either way: nothing to tell
+        ("channels_last", (2, 768, 7, 7), True),  # (B, C, H, W) read as (B, H, W, C)
+        ("channels_last", (2, 7, 7, 768), False),
+    ],
+)
+def test_a_feature_map_in_the_other_layout_is_refused(layout, shape, refused) -> None:
+    from groupcam_core.features import _check_feature_layout
+
+    height, width = (32, 800) if shape == (2, 512, 2, 25) else (224, 224)
+    as_read = shape if layout == "channels_first" else (shape[0], shape[3], shape[1], shape[2])
+    if refused:
+        with pytest.raises(TargetLayerError, match=rf"outputs shape \({shape[0]}, "):
+            _check_feature_layout("layer 'x'", as_read, layout, height, width)
+    else:
+        _check_feature_layout("layer 'x'", as_read, layout, height, width)

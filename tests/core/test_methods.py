@@ -101,7 +101,7 @@ class SquareBackend:
 
     input_layout = "channels_first"
     feature_layout = "channels_first"
-    outputs_probabilities = False
+    model_outputs = "logits"
     layer_name = "cells"
 
     def __init__(self, gain: float = 10.0, fixed_batch_shape: bool = False) -> None:

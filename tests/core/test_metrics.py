@@ -83,7 +83,7 @@ def _oracle_causal(backend, x_cf, saliency, kind, step, targets=None):
                 for c in range(channels):
                     current[c, row, col] = 0.0 if kind == "deletion" else image[c, row, col]
             output = backend.predict_one(current)
-            curve.append(_probability(output, target, backend.outputs_probabilities))
+            curve.append(_probability(output, target, backend.model_outputs == "probabilities"))
         area = 0.0
         for i in range(steps):
             area += (curve[i] + curve[i + 1]) / 2.0 / steps
@@ -330,8 +330,10 @@ def _oracle_confidence(backend, x_cf, saliency, targets=None):
             for i in range(height):
                 for j in range(width):
                     image[c, i, j] = x_cf[b, c, i, j] * saliency[b, i, j]
-        y = _probability(clean, target, backend.outputs_probabilities)
-        o = _probability(backend.predict_one(image), target, backend.outputs_probabilities)
+        y = _probability(clean, target, backend.model_outputs == "probabilities")
+        o = _probability(
+            backend.predict_one(image), target, backend.model_outputs == "probabilities"
+        )
         original.append(y)
         masked.append(o)
         drops.append(max(0.0, y - o) / y * 100.0)

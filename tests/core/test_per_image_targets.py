@@ -241,3 +241,37 @@ def test_embedding_similarity_refuses_what_it_cannot_compare() -> None:
         EmbeddingSimilarity(np.ones(4))(np.ones((2, 5)))
     with pytest.raises(TargetError, match="must be finite"):
         EmbeddingSimilarity([1.0, float("nan")])
+
+
+def test_ready_made_targets_refuse_indices_beyond_the_outputs() -> None:
+    from groupcam_core import RegressionOutput, SegmentationClass
+
+    with pytest.raises(TargetError, match=r"class 7 is out of range .* \(its axis 1 has 3\)"):
+        SegmentationClass(7)(np.zeros((2, 3, 4, 4)))
+    with pytest.raises(TargetError, match="its axis -1 has 3"):
+        SegmentationClass(3, channel_axis=-1)(np.zeros((2, 4, 4, 3)))
+    with pytest.raises(TargetError, match="output 2 is out of range"):
+        RegressionOutput(2)(np.zeros((2, 2)))
+    np.testing.assert_array_equal(ClassLogit(1)(np.arange(6.0).reshape(2, 3)), [1.0, 4.0])
+
+
+def test_segmentation_class_takes_the_explainers_layout_unless_told() -> None:
+    from groupcam_core import SegmentationClass
+    from groupcam_core.targets import make_objective
+
+    rng = np.random.default_rng(5)
+    last = rng.normal(size=(2, 4, 4, 3))  # (B, H, W, classes)
+    target = SegmentationClass(2)
+    bound = make_objective(target, 2, "logits", "channels_last").function
+    assert bound.channel_axis == -1
+    assert target.channel_axis is None  # a copy is bound, the user's target is unchanged
+    np.testing.assert_allclose(bound(last), last[..., 2].sum(axis=(1, 2)))
+    first = np.ascontiguousarray(last.transpose(0, 3, 1, 2))
+    by_first = make_objective(target, 2, "logits", "channels_first").function
+    np.testing.assert_allclose(by_first(first), bound(last))
+    told = SegmentationClass(2, channel_axis=1)
+    assert make_objective(told, 2, "logits", "channels_last").function is told
+    with pytest.raises(TargetError, match="channel_axis must be None, 1 or -1"):
+        SegmentationClass(1, channel_axis=2)
+    with pytest.raises(TargetError, match="channel_axis must be None, 1 or -1"):
+        SegmentationClass(1, channel_axis=True)

@@ -28,13 +28,25 @@ class _LinenSegmenter(linen.Module):
         return jax.image.resize(scores, (x.shape[0], 64, 64, 3), "bilinear")
 
 
+def test_a_linen_segmentation_model_is_explained_before_its_classifier(photos) -> None:
+    module = _LinenSegmenter()
+    variables = module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    cam = GroupCAM.from_linen(module, variables, groups=4)
+    found = cam.explain(photos, targets=SegmentationClass(1))
+    assert cam.target_layer_name == "down"  # not 'classify': its 3 channels are the classes
+    assert not found.degenerate.any()
+
+
 def test_a_linen_segmentation_model(photos) -> None:
     module = _LinenSegmenter()
     variables = module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     cam = GroupCAM.from_linen(module, variables, "down", groups=4)
-    exp = cam.explain(photos, targets=SegmentationClass(1, channel_axis=-1))
+    # The class axis defaults to the explainer's layout (channels-last here).
+    exp = cam.explain(photos, targets=SegmentationClass(1))
     same = cam.explain(photos, targets=lambda out: jnp.sum(out[..., 1], axis=(1, 2)))
     np.testing.assert_allclose(exp.saliency, same.saliency, atol=1e-5)
+    explicit = cam.explain(photos, targets=SegmentationClass(1, channel_axis=-1))
+    np.testing.assert_array_equal(explicit.saliency, exp.saliency)
     assert exp.saliency.shape == (2, 64, 64)
     assert not exp.degenerate.any()
 

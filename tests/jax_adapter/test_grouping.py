@@ -239,7 +239,7 @@ def _lite0_weighted() -> np.ndarray:
     model = efficientnet_lite0()
     x = photos_to_batch(list(load_sample_photos().values()))
     result = TorchBackend(model, model._swish, "_swish").gradient_pass(
-        x, ClassObjective(None, len(x), False)
+        x, ClassObjective(None, len(x), "logits")
     )
     activations = result.activations.double().numpy()
     alpha = result.gradients.double().numpy().mean(axis=(2, 3))

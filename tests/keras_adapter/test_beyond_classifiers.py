@@ -38,11 +38,22 @@ def _segmenter() -> keras.Model:
     return keras.Model(inputs, outputs, name="segmenter")
 
 
+def test_a_segmentation_model_is_explained_before_its_classifier(photos) -> None:
+    cam = GroupCAM(_segmenter(), groups=4)
+    found = cam.explain(photos, targets=SegmentationClass(1))
+    assert cam.target_layer_name == "down"  # not 'classify' or 'up': their channels are classes
+    named = GroupCAM(cam.model, "down", groups=4).explain(photos, targets=SegmentationClass(1))
+    np.testing.assert_array_equal(found.saliency, named.saliency)
+
+
 def test_a_segmentation_model(photos) -> None:
     cam = GroupCAM(_segmenter(), "down", groups=4)
-    by_class = cam.explain(photos, targets=SegmentationClass(1, channel_axis=-1))
+    # The class axis defaults to the adapter's layout: channels-last, the outputs' last axis.
+    by_class = cam.explain(photos, targets=SegmentationClass(1))
     by_lambda = cam.explain(photos, targets=lambda out: keras.ops.sum(out[..., 1], axis=(1, 2)))
     np.testing.assert_allclose(by_class.saliency, by_lambda.saliency, atol=1e-5)
+    explicit = cam.explain(photos, targets=SegmentationClass(1, channel_axis=-1))
+    np.testing.assert_array_equal(explicit.saliency, by_class.saliency)
     assert by_class.saliency.shape == (2, 32, 32)
     outputs = keras.ops.convert_to_numpy(cam.model(photos))
     np.testing.assert_allclose(
@@ -50,7 +61,7 @@ def test_a_segmentation_model(photos) -> None:
     )
     mask = np.zeros(outputs.shape[1:3], np.float32)
     mask[: mask.shape[0] // 2] = 1.0  # the top half of the output's pixels
-    masked = cam.explain(photos, targets=SegmentationClass(1, mask=mask, channel_axis=-1))
+    masked = cam.explain(photos, targets=SegmentationClass(1, mask=mask))
     np.testing.assert_allclose(
         masked.target_scores, (outputs[..., 1] * mask).sum(axis=(1, 2)), rtol=1e-4, atol=1e-3
     )
@@ -85,3 +96,59 @@ def test_a_small_vit_with_tokens_to_grid(photos) -> None:
     assert first.saliency.shape == (2, 32, 32)
     assert np.isfinite(first.saliency).all()
     assert not first.degenerate.any()
+
+
+@keras.saving.register_keras_serializable(package="groupcam_tests")
+class _TokenBlock(keras.layers.Layer):
+    """A residual MLP block on tokens, its sublayers tracked as attributes."""
+
+    def __init__(self, width: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.mlp = keras.layers.Dense(width, activation="gelu", name="mlp")
+
+    def call(self, tokens):
+        return tokens + self.mlp(self.norm(tokens))
+
+
+@keras.saving.register_keras_serializable(package="groupcam_tests")
+class _Encoder(keras.layers.Layer):
+    """A custom layer holding blocks, as keras-hub's encoders do (no ``.layers`` to walk)."""
+
+    def __init__(self, width: int, depth: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.blocks = [_TokenBlock(width, name=f"block_{i}") for i in range(depth)]
+
+    def call(self, tokens):
+        for block in self.blocks:
+            tokens = block(tokens)
+        return tokens
+
+
+def _token_model() -> keras.Model:
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((32, 32, 3))
+    patches = keras.layers.Conv2D(16, 8, strides=8, name="patches")(inputs)
+    tokens = keras.layers.Reshape((16, 16), name="tokens")(patches)
+    encoded = _Encoder(16, 2, name="encoder")(tokens)
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(encoded)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(pooled))
+
+
+def test_sublayers_of_a_custom_layer_are_target_layers(photos) -> None:
+    model = _token_model()
+    transform = tokens_to_grid(skip_tokens=0)
+    by_path = GroupCAM(model, "encoder/block_1", groups=4, reshape_transform=transform)
+    block = model.get_layer("encoder").blocks[1]
+    by_object = GroupCAM(model, block, groups=4, reshape_transform=transform)
+    assert by_object.target_layer_name == "encoder/block_1"
+    found = by_path.explain(photos)
+    np.testing.assert_array_equal(by_object.explain(photos).saliency, found.saliency)
+    assert found.saliency.shape == (2, 32, 32)
+    inner = GroupCAM(model, "encoder/block_0/mlp", groups=4, reshape_transform=transform)
+    assert inner.explain(photos).saliency.shape == (2, 32, 32)
+    # The default with the transform: the last layer whose output it takes, inside the encoder.
+    by_default = GroupCAM(model, groups=4, reshape_transform=transform)
+    chosen = by_default.explain(photos)
+    assert by_default.target_layer_name == "encoder", by_default.target_layer_name
+    np.testing.assert_allclose(chosen.saliency, found.saliency, atol=1e-6)  # its last block's

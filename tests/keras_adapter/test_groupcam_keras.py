@@ -17,6 +17,7 @@ from groupcam_core import (
     BackendError,
     InputError,
     LayerNotFoundError,
+    ModelOutputError,
     TargetLayerError,
 )
 from groupcam_keras import GroupCAM
@@ -94,6 +95,26 @@ def test_softmax_is_switched_off_not_applied_twice(images) -> None:
     )
 
 
+@pytest.mark.parametrize("classes", [1, 3], ids=["binary", "multi-label"])
+def test_a_final_sigmoid_is_switched_off_and_scored_once(images, classes) -> None:
+    with_sigmoid = functional_cnn(classes, activation="sigmoid")
+    logits_model = functional_cnn(classes)
+    logits_model.set_weights(with_sigmoid.get_weights())
+    found = GroupCAM(with_sigmoid, "features", groups=4).explain(images)
+    reference = GroupCAM(logits_model, "features", groups=4, model_outputs="sigmoid")
+    expected = reference.explain(images)
+    np.testing.assert_allclose(found.saliency, expected.saliency, atol=1e-6)
+    np.testing.assert_allclose(found.group_scores, expected.group_scores, atol=1e-6)
+    sigmoid = keras.ops.convert_to_numpy(with_sigmoid(images))  # the model's own sigmoid
+    np.testing.assert_allclose(
+        found.target_probabilities, sigmoid[np.arange(3), found.targets], rtol=1e-5
+    )
+    assert with_sigmoid.get_layer("head").activation is keras.activations.sigmoid
+    if classes == 1:  # the logit model, told nothing, is refused rather than all-zero
+        with pytest.raises(ModelOutputError, match="model_outputs='sigmoid'"):
+            GroupCAM(logits_model, "features", groups=4).explain(images)
+
+
 def test_backend_tensors_are_accepted(images) -> None:
     model = functional_cnn()
     cam = GroupCAM(model, "features", groups=4)
@@ -142,10 +163,11 @@ def test_model_unchanged_after_an_exception(images) -> None:
         raise RuntimeError("boom inside the model")
 
     head.call = explode
-    # The model failed on the user's batch: an InputError naming it, chaining the cause.
-    with pytest.raises(InputError, match="boom inside the model") as raised:
+    # The model failed on the user's batch: its own error, with a note naming the batch.
+    with pytest.raises(RuntimeError, match="boom inside the model") as raised:
         cam(images)
-    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert type(raised.value) is RuntimeError
+    assert any("failed on a batch of shape" in note for note in raised.value.__notes__)
     del head.call
     assert head.call == original_call
     assert head.activation is keras.activations.softmax

@@ -65,7 +65,7 @@ def reference_gradient(
 
 def _gradient_pass(cam: GroupCAM, images: np.ndarray, targets: list[int]) -> Any:
     with cam.using_backend(images) as backend:
-        objective = ClassObjective(targets, len(images), outputs_probabilities=True)
+        objective = ClassObjective(targets, len(images), model_outputs="probabilities")
         return backend.gradient_pass(backend.prepare_input(images), objective)
 
 

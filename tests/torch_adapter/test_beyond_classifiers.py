@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -199,3 +200,144 @@ def test_a_batch_larger_than_batch_size_gets_gradient_passes_of_batch_size(blob_
             np.testing.assert_allclose(chunked.saliency, whole.saliency, atol=1e-5)
     finally:
         handle.remove()
+
+
+class _ChannelsLastNorm(nn.Module):
+    """ConvNeXt's pattern: to (B, H, W, C), a LayerNorm over channels, back to (B, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def test_a_channels_last_layer_in_a_channels_first_model_is_not_misread() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 24, 4, stride=4),
+        _ChannelsLastNorm(24),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(24, 3),
+    ).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with pytest.raises(
+        TargetLayerError,
+        match=r"'1\.norm' outputs shape \(2, 8, 8, 24\), which looks channels-last .*"
+        r"24 channels of 8x8 for a 32x32 image.* 8 channels of 8x24",
+    ):
+        GroupCAM(model, "1.norm", groups=4)(images)
+    moved = GroupCAM(model, "1.norm", groups=4, reshape_transform=lambda t: t.permute(0, 3, 1, 2))
+    after = GroupCAM(model, "1", groups=4)  # the block's output: the same tensor, channels-first
+    np.testing.assert_allclose(moved(images), after(images), atol=1e-6)
+
+
+class _TupleBlock(nn.Module):
+    """Returns its features with extras, as transformers' blocks return (hidden, attentions)."""
+
+    def __init__(self, container: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.abs_()  # features that light up on the bright blob
+        self.container = container
+
+    def forward(self, x: torch.Tensor) -> Any:
+        features = torch.relu(self.conv(x))
+        extras = features.mean()
+        if self.container == "tuple":
+            return features, extras
+        if self.container == "list":
+            return [features, extras]
+        return _Pair(features, extras)
+
+
+class _Pair(NamedTuple):
+    features: torch.Tensor
+    extras: torch.Tensor
+
+
+class _TupleNet(nn.Module):
+    def __init__(self, container: str) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.block = _TupleBlock(container)
+        self.head = nn.Linear(8, 3)
+        with torch.no_grad():  # class 0: how strongly the features light up
+            self.head.weight.zero_()
+            self.head.weight[0] = 1.0
+            self.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features, extras = self.block(x)  # a namedtuple unpacks the same
+        return self.head(features.mean(dim=(2, 3))) + extras
+
+
+@pytest.mark.parametrize("container", ["tuple", "list", "namedtuple"])
+def test_a_layer_returning_a_tuple_is_explained_at_its_first_tensor(container) -> None:
+    model = _TupleNet(container).eval()
+    images = torch.from_numpy(blob_images(2, seed=5)[0])
+    by_block = GroupCAM(model, "block", groups=4).explain(images)
+    assert by_block.saliency.std(axis=(1, 2)).min() > 0.01  # a map, not a constant
+    # The oracle: the same layers with the block returning its first tensor alone.
+    plain = nn.Sequential(copy.deepcopy(model.block.conv), nn.ReLU())
+    expected = GroupCAM(_Wrapped(plain, model.head), "body", groups=4).explain(images)
+    np.testing.assert_allclose(by_block.saliency, expected.saliency, atol=1e-6)
+    by_default = GroupCAM(model, groups=4)
+    np.testing.assert_array_equal(by_default.explain(images).saliency, by_block.saliency)
+    assert by_default.target_layer_name == "block"  # the probe reads the tuple's first tensor
+
+
+class _Wrapped(nn.Module):
+    """``head(mean of body(x))``, plus the features' mean when ``extras`` (as _TupleNet adds)."""
+
+    def __init__(self, body: nn.Module, head: nn.Module, extras: bool = True) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.extras = extras
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x)
+        scores = self.head(features.mean(dim=(2, 3)))
+        return scores + features.mean() if self.extras else scores
+
+
+class _RecordingBackbone(nn.Module):
+    """Records each stage's output in its own forward hook and returns the recorded
+    tensors, as transformers 5's backbones do (UperNet's ConvNeXt, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.stage1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+        self.recorded: dict[str, torch.Tensor] = {}
+        for name in ("stage1", "stage2"):
+            getattr(self, name).register_forward_hook(self._recorder(name))
+
+    def _recorder(self, name: str) -> Any:
+        def record(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            self.recorded[name] = output
+
+        return record
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.stage2(self.stage1(x))
+        return self.head(self.recorded["stage2"].mean(dim=(2, 3)))
+
+
+def test_a_model_that_records_a_layers_output_in_its_own_hook_sees_ours() -> None:
+    model = _RecordingBackbone().eval()
+    images = torch.from_numpy(blob_images(2, seed=5)[0])
+    found = GroupCAM(model, "stage2", groups=4).explain(images)
+    plain = nn.Sequential(model.stage1, model.stage2)
+    expected = GroupCAM(_Wrapped(plain, model.head, extras=False), "body", groups=4)
+    expected = expected.explain(images)
+    np.testing.assert_allclose(found.saliency, expected.saliency, atol=1e-6)
+    assert found.saliency.std(axis=(1, 2)).min() > 0.01
+    assert all(len(m._forward_hooks) == 1 for m in (model.stage1, model.stage2))  # its own only
