@@ -81,7 +81,7 @@ def keras_and_jax(session: nox.Session) -> None:
     (tests/crossframework).
     """
     session.install(TORCH)
-    session.install(".[torch,keras,jax,test]", "jax[cpu]", "scikit-learn>=1.3")
+    session.install(".[torch,keras,jax,test,test-models]", "jax[cpu]", "scikit-learn>=1.3")
     session.install(*KERAS_HUB_NEEDS)
     session.install(*KERAS_HUB)
     for backend in KERAS_BACKENDS:
