@@ -173,15 +173,23 @@ class GroupCAM(ExplainerBase):
 
     @contextmanager
     def _fast_passes(self, backend: TorchBackend, mode: FastMode) -> Iterator[None]:  # type: ignore[override]
+        """``backend`` runs its masked passes in ``mode`` while the block runs; its mode
+        before is put back after, also after an error (a model that fails in
+        low precision), so a timed exact run, and the passes after an exact
+        choice, are exact."""
+        previous = backend.fast
         backend.fast = mode
-        if mode.dtype is None:
-            yield
-            return
-        # An autocast block around the whole explanation, switched off, keeps
-        # autocast's cache of low-precision weights alive from one masked chunk to
-        # the next (it is emptied when the outermost autocast block ends).
-        with torch.autocast(backend.device.type, enabled=False):
-            yield
+        try:
+            if mode.dtype is None:
+                yield
+                return
+            # An autocast block around the whole explanation, switched off, keeps
+            # autocast's cache of low-precision weights alive from one masked chunk to
+            # the next (it is emptied when the outermost autocast block ends).
+            with torch.autocast(backend.device.type, enabled=False):
+                yield
+        finally:
+            backend.fast = previous
 
     @contextmanager
     def _explaining(self) -> Iterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -211,3 +213,74 @@ def test_fast_mode_is_measured_on_the_model_once_per_input_shape(monkeypatch) ->
     assert np.isfinite(first.saliency).all()
     exact = GroupCAM(model, groups=4).explain(images)
     np.testing.assert_array_equal(exact.targets, first.targets)
+
+
+def _first_conv_dtypes(model: nn.Module) -> tuple[list[torch.dtype], Any]:
+    """The output dtype of the model's first convolution at each call (bfloat16 under
+    autocast), and the hook's handle."""
+    seen: list[torch.dtype] = []
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    handle = conv.register_forward_hook(lambda module, inputs, out: seen.append(out.dtype))
+    return seen, handle
+
+
+def test_each_timed_run_runs_its_mode_and_an_exact_choice_runs_exact(monkeypatch) -> None:
+    model = tiny_cnn()
+    images = torch.randn(2, 3, 24, 24)
+    cam = GroupCAM(model, groups=4, fast=True)
+    cam._fast_mode = lambda x=None: BFLOAT16
+    seen, handle = _first_conv_dtypes(model)
+    timed: dict[str, set[torch.dtype]] = {}
+
+    def choose_exact(candidate, run, *args, **kwargs):
+        for mode in (EXACT, candidate, EXACT):
+            start = len(seen)
+            run(mode)
+            timed.setdefault(str(mode.dtype), set()).update(seen[start:])
+        return EXACT  # as if bfloat16 had measured no faster
+
+    monkeypatch.setattr(explainer_module, "faster_mode", choose_exact)
+    try:
+        found = cam.explain(images)
+        explained = len(seen)
+        cam.explain(images)  # measured already: only the explanation's own passes
+        later = set(seen[explained:])
+    finally:
+        handle.remove()
+    # The exact runs timed float32, the candidate bfloat16 (not what ran before them).
+    assert timed == {"None": {torch.float32}, "bfloat16": {torch.bfloat16}}
+    assert later == {torch.float32}
+    # Every pass of the explanations after the timing ran in float32: the exact maps.
+    np.testing.assert_array_equal(
+        found.saliency, GroupCAM(model, groups=4).explain(images).saliency
+    )
+    assert not cam.fast_mode.active
+
+
+class _NoBfloat16(nn.Module):
+    """Refuses to run in bfloat16, as a model with an operation lacking the kernel does."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net[0](x)
+        if out.dtype == torch.bfloat16:
+            raise NotImplementedError("no bfloat16 kernel for this operation")
+        return self.net[1:](out)
+
+
+def test_a_model_that_fails_in_bfloat16_gets_the_exact_maps_and_a_warning() -> None:
+    net = tiny_cnn()
+    model = _NoBfloat16(net).eval()
+    images = torch.randn(2, 3, 24, 24)
+    cam = GroupCAM(model, groups=4, fast=True)
+    cam._fast_mode = lambda x=None: BFLOAT16
+    with pytest.warns(UserWarning, match="bfloat16 passes failed on this model"):
+        found = cam.explain(images)
+    np.testing.assert_array_equal(
+        found.saliency, GroupCAM(model, groups=4).explain(images).saliency
+    )
+    assert not cam.fast_mode.active
+    assert "NotImplementedError" in cam.fast_mode.reason
