@@ -172,7 +172,11 @@ class ExplainerBase:
             batch = probe.prepare_input(x)
             if getattr(batch, "ndim", 0) == 4 and 0 not in tuple(batch.shape):
                 rows = batch[:2] if batch.shape[0] >= 2 else concat_rows([batch[:1], batch[:1]])
-                calls, output = self._probe_layer_calls(probe, rows)
+                try:
+                    calls, output = self._probe_layer_calls(probe, rows)
+                except Exception as error:
+                    _name_the_users_batch(error, tuple(rows.shape), tuple(batch.shape))
+                    raise
                 rule = self._default_layer_rule(probe, tuple(batch.shape), output)
                 name = pick_last_feature_layer(calls, rule)
                 self._default_layer_note = _default_layer_note(name, calls, rule)
@@ -368,6 +372,19 @@ class ExplainerBase:
     def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
         """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
         return self.explain(x, targets).saliency
+
+
+def _name_the_users_batch(
+    error: BaseException, probed: tuple[int, ...], given: tuple[int, ...]
+) -> None:
+    """Make groupcam's note on a model's failure in the probe (two rows of the user's
+    batch) name the batch the user gave."""
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        error.__notes__ = [
+            note.replace(str(probed), str(given)) if note.startswith("groupcam: ") else note
+            for note in notes
+        ]
 
 
 def _spatial_output_channels(output: Any, layout: Layout) -> int | None:
