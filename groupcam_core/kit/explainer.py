@@ -336,27 +336,32 @@ class ExplainerBase:
         -------
         groupcam_core.Explanation
         """
-        while True:
-            # While the default layer is on trial, a layer with gradients that are zero
-            # everywhere (a ViT's final norm, whose head reads the class token only) is
-            # refused like one on a branch the output does not use (an auxiliary head),
-            # and the candidate before it is tried instead.
-            on_trial = self._layers is None or bool(self._default_fallbacks)
-            trial = refusing_zero_gradients.set(on_trial)
-            try:
-                with self.using_backend(x, fast=self.fast) as backend:
-                    explanation = explain_group_cam(
-                        backend, x, targets=targets, config=self.config, batch_size=self.batch_size
-                    )
-            except LayerNotConnectedError:
-                if not self._default_fallbacks:
-                    raise
-                self._step_back_default_layer()
-                continue
-            finally:
-                refusing_zero_gradients.reset(trial)
-            self._default_fallbacks = []
-            return explanation
+        with self._lock:  # the default layer's trial and its steps back are one at a time
+            while True:
+                # While the default layer is on trial, a layer with gradients that are zero
+                # everywhere (a ViT's final norm, whose head reads the class token only) is
+                # refused like one on a branch the output does not use (an auxiliary head),
+                # and the candidate before it is tried instead.
+                on_trial = self._layers is None or bool(self._default_fallbacks)
+                trial = refusing_zero_gradients.set(on_trial)
+                try:
+                    with self.using_backend(x, fast=self.fast) as backend:
+                        explanation = explain_group_cam(
+                            backend,
+                            x,
+                            targets=targets,
+                            config=self.config,
+                            batch_size=self.batch_size,
+                        )
+                except LayerNotConnectedError:
+                    if not self._default_fallbacks:
+                        raise
+                    self._step_back_default_layer()
+                    continue
+                finally:
+                    refusing_zero_gradients.reset(trial)
+                self._default_fallbacks = []
+                return explanation
 
     def _step_back_default_layer(self) -> None:
         """Explain the candidate before the default layer from now on (first explanation only)."""
