@@ -22,6 +22,8 @@ JAX_WAYS = "jax-linen,jax-nnx,jax-functions"
 # (which only its tokenizers use, and which pulls the full TensorFlow beside
 # tensorflow-cpu): keras-hub itself, then the rest of what it asks for.
 KERAS_HUB = ("--no-deps", "keras-hub>=0.18")
+# The torch session's share of the test-models extra (equinox would bring JAX there).
+TRANSFORMERS = "transformers>=4.45"
 KERAS_HUB_NEEDS = ("absl-py", "kagglehub", "kagglesdk==0.1.28", "regex", "rich")
 KERAS_HUB_NEEDS += ("sentencepiece", "tokenizers")
 
@@ -60,7 +62,7 @@ def core(session: nox.Session) -> None:
 def torch(session: nox.Session) -> None:
     """PyTorch adapter tests (torch alone), with the contract suite for the torch way."""
     session.install(TORCH)
-    session.install(".[torch,test,test-models]")
+    session.install(".[torch,test]", TRANSFORMERS)  # not equinox, which brings JAX
     session.run(
         "pytest",
         "tests/torch_adapter",
