@@ -44,7 +44,7 @@ def test_vit_backbone_blocks_are_reachable(images) -> None:
     by_default = GroupCAM(model, groups=4, reshape_transform=tokens_to_grid())
     chosen = by_default.explain(images)
     assert by_default.target_layer_name.startswith(block)
-    assert not chosen.degenerate.all()
+    assert not chosen.skipped_groups.all()  # masks: the gradient reaches the layer
 
 
 def _resnet_backbone() -> keras_hub.models.ResNetBackbone:
@@ -66,7 +66,7 @@ def test_resnet_classifier_default(images) -> None:
     cam = GroupCAM(model, groups=4)
     found = cam.explain(images)
     assert cam.target_layer_name.startswith("res_net_backbone/")
-    assert not found.degenerate.all()
+    assert not found.skipped_groups.all()  # masks: the gradient reaches the layer
 
 
 def test_deeplab_is_explained_before_its_classifier(images) -> None:

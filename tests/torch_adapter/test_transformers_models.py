@@ -17,6 +17,11 @@ from groupcam_torch import GroupCAM
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs only: nothing may be downloaded
 
 
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)  # the models' random weights, whatever ran before
+
+
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     return torch.from_numpy(blob_images(2, seed=31)[0])
@@ -61,7 +66,7 @@ def test_deit_skips_its_class_and_distillation_tokens(images) -> None:
     cam = GroupCAM(model, reshape_transform=tokens_to_grid(skip_tokens=2), groups=4)
     found = cam.explain(images)
     assert cam.target_layer_name.startswith("deit.layers.1.")
-    assert not found.degenerate.all()
+    assert not found.skipped_groups.all()  # masks: the gradient reaches the layer
 
 
 def _swin():
@@ -107,7 +112,7 @@ def test_convnext_default_and_its_channels_last_norms(images) -> None:
     cam = GroupCAM(model, groups=4)
     found = cam.explain(images)
     assert not cam.target_layer_name.endswith(("pwconv1", "pwconv2", "layernorm", "act"))
-    assert not found.degenerate.all()
+    assert not found.skipped_groups.all()  # masks: the gradient reaches the layer
     named = GroupCAM(model, "convnext.encoder.stages.2", groups=4).explain(images)
     assert named.saliency.shape == (2, 32, 32)
     with pytest.raises(TargetLayerError, match="looks channels-last"):
@@ -132,7 +137,7 @@ def test_segformer_is_explained_before_its_classifier(images) -> None:
     found = cam.explain(images, targets=SegmentationClass(1))
     assert cam.target_layer_name.startswith("decode_head.")
     assert cam.target_layer_name != "decode_head.classifier"
-    assert not found.degenerate.all()
+    assert not found.skipped_groups.all()  # masks: the gradient reaches the layer
 
 
 def test_upernet_backbone_stages_and_default(images) -> None:
@@ -148,7 +153,7 @@ def test_upernet_backbone_stages_and_default(images) -> None:
     stage = GroupCAM(model, "backbone.encoder.stages.1", groups=4)
     found = stage.explain(images, targets=SegmentationClass(1))
     assert found.saliency.shape == (2, 32, 32)
-    assert not found.degenerate.all()
+    assert not found.skipped_groups.all()  # masks: the gradient reaches the layer
     by_default = GroupCAM(model, groups=4)
     by_default.explain(images, targets=SegmentationClass(1))
     assert not by_default.target_layer_name.startswith("auxiliary_head")  # not in the output
