@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 __all__ = [
     "PROBABILITIES_WARNING",
@@ -29,6 +32,7 @@ __all__ = [
     "layer_not_called",
     "layer_not_connected",
     "layout_hint",
+    "naming_the_users_batch",
     "note_model_failure",
     "warn",
 ]
@@ -187,7 +191,28 @@ def note_model_failure(
     layout
         The layout the batch was given in.
     """
+    shape = _users_batch_shape.get() or tuple(shape)
     error.add_note(
-        f"groupcam: {description} failed on a batch of shape {tuple(shape)} ({layout}"
-        f"{layout_hint(tuple(shape), layout)})"
+        f"groupcam: {description} failed on a batch of shape {shape} ({layout}"
+        f"{layout_hint(shape, layout)})"
     )
+
+
+#: The shape of the batch the user gave, while groupcam runs the model on part of it.
+_users_batch_shape: ContextVar[tuple[int, ...] | None] = ContextVar(
+    "groupcam_users_batch_shape", default=None
+)
+
+
+@contextmanager
+def naming_the_users_batch(shape: tuple[int, ...]) -> Iterator[None]:
+    """While the block runs, :func:`note_model_failure` names ``shape``, the user's batch.
+
+    The default-layer probe runs the model on two rows of the user's batch; a
+    failure there is about the batch the user gave, and the note says so.
+    """
+    token = _users_batch_shape.set(tuple(shape))
+    try:
+        yield
+    finally:
+        _users_batch_shape.reset(token)

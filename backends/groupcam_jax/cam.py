@@ -248,6 +248,9 @@ class GroupCAM(ExplainerBase):
         self._backend = self._make_backend(layers)
         return self._backend
 
+    def _forget_backend(self) -> None:
+        self._backend = None
+
     def _make_backend(self, layer_names: tuple[str, ...]) -> JaxBackend:
         key, variables = self._variables
         return JaxBackend(

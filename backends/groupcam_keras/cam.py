@@ -143,6 +143,9 @@ class GroupCAM(ExplainerBase):
     def _fast_mode(self, x: Any = None) -> FastMode:
         return fast_mode()
 
+    def _forget_backend(self) -> None:
+        self._backend = None
+
     def _model_description(self) -> str:
         return str(self.model.name)
 

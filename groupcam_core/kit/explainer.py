@@ -13,7 +13,13 @@ from ..arguments import one_of, positive_int
 from ..batches import concat_rows, prepare_batch
 from ..config import GroupCAMConfig, make_config
 from ..engine import explain_group_cam
-from ..errors import BackendError, ConfigError, LayerNotConnectedError, TargetLayerError
+from ..errors import (
+    BackendError,
+    ConfigError,
+    LayerNotConnectedError,
+    TargetLayerError,
+    naming_the_users_batch,
+)
 from ..fast import EXACT, FastMode, check_fast, faster_mode
 from ..features import refusing_zero_gradients
 from ..forward import resolve_batch_size
@@ -172,16 +178,13 @@ class ExplainerBase:
             batch = probe.prepare_input(x)
             if getattr(batch, "ndim", 0) == 4 and 0 not in tuple(batch.shape):
                 rows = batch[:2] if batch.shape[0] >= 2 else concat_rows([batch[:1], batch[:1]])
-                try:
+                with naming_the_users_batch(tuple(batch.shape)):
                     calls, output = self._probe_layer_calls(probe, rows)
-                except Exception as error:
-                    _name_the_users_batch(error, tuple(rows.shape), tuple(batch.shape))
-                    raise
                 rule = self._default_layer_rule(probe, tuple(batch.shape), output)
                 name = pick_last_feature_layer(calls, rule)
                 self._default_layer_note = _default_layer_note(name, calls, rule)
                 self._default_fallbacks = [
-                    call.name for call in reversed(_candidates(calls, rule)) if call.name != name
+                    call.name for call in reversed(rule.candidates(calls)) if call.name != name
                 ][:_MAX_FALLBACKS]
                 self._layers = (self._resolve_layer(name),)
         return self._layers
@@ -371,25 +374,14 @@ class ExplainerBase:
             "default target layer %r: the output does not depend on it; trying %r", old, new
         )
         self._layers = (self._resolve_layer(new),)
-        if getattr(self, "_backend", None) is not None:
-            self._backend = None  # an adapter's backend made for the old layer
+        self._forget_backend()
+
+    def _forget_backend(self) -> None:
+        """Drop a backend kept for the old target layers (adapters that keep one override)."""
 
     def __call__(self, x: Any, targets: TargetSpec = None) -> np.ndarray:
         """Return the saliency maps only: numpy float32 ``(B, H, W)`` in [0, 1]."""
         return self.explain(x, targets).saliency
-
-
-def _name_the_users_batch(
-    error: BaseException, probed: tuple[int, ...], given: tuple[int, ...]
-) -> None:
-    """Make groupcam's note on a model's failure in the probe (two rows of the user's
-    batch) name the batch the user gave."""
-    notes = getattr(error, "__notes__", None)
-    if notes:
-        error.__notes__ = [
-            note.replace(str(probed), str(given)) if note.startswith("groupcam: ") else note
-            for note in notes
-        ]
 
 
 def _spatial_output_channels(output: Any, layout: Layout) -> int | None:
@@ -416,21 +408,9 @@ logger = logging.getLogger("groupcam")
 _MAX_FALLBACKS = 32
 
 
-def _candidates(calls: Sequence[LayerCall], rule: DefaultLayerRule) -> list[LayerCall]:
-    """The layers the default could be, in the order their last calls finished."""
-    ordered = sorted(calls, key=lambda call: call.order)
-    if rule.accepts is not None:
-        return [call for call in ordered if rule.accepted(call)]
-    return [
-        call
-        for call in ordered
-        if call.spatial and rule.explainable(call) and call.kind not in ("pooling", "container")
-    ]
-
-
 def _default_layer_note(name: str, calls: Sequence[LayerCall], rule: DefaultLayerRule) -> str:
     """What a failure on the default layer adds: which layer was chosen, and the others."""
-    others = _candidates(calls, rule)
+    others = rule.candidates(calls)
     if rule.accepts is not None:
         how = "the last layer whose output the reshape_transform accepts"
     else:

@@ -177,6 +177,23 @@ class DefaultLayerRule:
             (shape[0], channels, height, width), self.layout, *self.image_size
         )
 
+    def candidates(self, calls: Sequence[LayerCall]) -> list[LayerCall]:
+        """The layers the default could be, in the order their last calls finished.
+
+        With ``accepts``, the layers whose output it accepts; else the spatial
+        maps this rule finds explainable, less pooling layers and containers.
+        :func:`pick_last_feature_layer` chooses among them; the ones before its
+        choice are what the default steps back to.
+        """
+        ordered = sorted(calls, key=lambda call: call.order)
+        if self.accepts is not None:
+            return [call for call in ordered if self.accepted(call)]
+        return [
+            call
+            for call in ordered
+            if call.spatial and self.explainable(call) and call.kind not in _NOT_DEFAULT_KINDS
+        ]
+
     def accepted(self, call: LayerCall) -> bool:
         """Whether ``accepts`` takes the call's output (one row per image, floating point).
 
@@ -234,6 +251,11 @@ def _describe(calls: Sequence[LayerCall]) -> str:
     return listed or "none"
 
 
+#: Kinds of layer the default never is: pooling (explain VGG at ``block5_conv3``, not
+#: ``block5_pool``) and containers (their innermost layer is named instead).
+_NOT_DEFAULT_KINDS = ("pooling", "container")
+
+
 def pick_last_feature_layer(
     calls: Sequence[LayerCall], rule: DefaultLayerRule | None = None
 ) -> str:
@@ -262,7 +284,7 @@ def pick_last_feature_layer(
     """
     ordered = sorted(calls, key=lambda call: call.order)
     if rule is not None and rule.accepts is not None:
-        accepted = [call for call in ordered if rule.accepted(call)]
+        accepted = rule.candidates(ordered)
         if not accepted:
             arrays = [call for call in ordered if call.shape]
             raise TargetLayerError(
@@ -284,8 +306,8 @@ def pick_last_feature_layer(
     after = max(convolutions)
     candidates = [
         call
-        for call in spatial
-        if call.order >= after and call.kind not in ("pooling", "container")
+        for call in (spatial if rule is None else rule.candidates(ordered))
+        if call.order >= after and call.kind not in _NOT_DEFAULT_KINDS
     ]
     if not candidates:
         raise TargetLayerError(
