@@ -6,6 +6,7 @@ jax.numpy), on any device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,27 +19,46 @@ from .namespaces import namespace_of
 from .protocol import Backend, Layout
 
 __all__ = [
+    "BATCH_FORMS",
     "PreparedBatch",
     "concat_rows",
     "prepare_batch",
     "to_channels_first",
+    "to_channels_last",
     "validate_input",
 ]
 
 
+#: The batch shapes of each number of spatial axes, per layout.
+BATCH_FORMS = {
+    "channels_first": {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"},
+    "channels_last": {1: "(B, L, C)", 2: "(B, H, W, C)", 3: "(B, D, H, W, C)"},
+}
+
+
 def to_channels_first(array: Any, layout: Layout, xp: Any) -> Any:
-    """Channels-last 4-D arrays to channels-first; anything else unchanged (checked later)."""
-    if layout == "channels_last" and array.ndim == 4:
-        return xp.permute_dims(array, (0, 3, 1, 2))
+    """Channels-last arrays with 1 to 3 spatial axes to channels-first; others unchanged."""
+    if layout == "channels_last" and 3 <= array.ndim <= 5:
+        return xp.permute_dims(array, (0, array.ndim - 1, *range(1, array.ndim - 1)))
     return array
 
 
+def to_channels_last(array: Any, xp: Any) -> Any:
+    """Channels-first ``(B, C, *spatial)`` arrays to channels-last ``(B, *spatial, C)``."""
+    return xp.permute_dims(array, (0, *range(2, array.ndim), 1))
+
+
 def validate_input(x: Any, layout: Layout, xp: Any) -> None:
-    """Raise :class:`InputError` unless ``x`` is a non-empty, finite 4-D float batch."""
-    if x.ndim != 4:
-        expected = "(B, C, H, W)" if layout == "channels_first" else "(B, H, W, C)"
-        hint = " (add a batch axis for a single image)" if x.ndim == 3 else ""
-        raise InputError(f"expected a 4-D batch {expected}, got shape {tuple(x.shape)}{hint}")
+    """Raise :class:`InputError` unless ``x`` is a non-empty, finite float batch with 1 to 3
+    spatial axes: ``(B, C, L)``, ``(B, C, H, W)`` or ``(B, C, D, H, W)`` channels-first,
+    the channels last otherwise."""
+    if not 3 <= x.ndim <= 5:
+        expected = ", ".join(BATCH_FORMS[layout].values())
+        hint = " (add a batch axis for a single input)" if x.ndim == 2 else ""
+        raise InputError(
+            f"expected a batch with 1 to 3 spatial axes, {expected}, got shape "
+            f"{tuple(x.shape)}{hint}"
+        )
     if x.shape[0] == 0:
         raise InputError("the input batch is empty")
     if 0 in tuple(x.shape):
@@ -63,10 +83,12 @@ class PreparedBatch:
         Its array namespace.
     dtype
         The dtype of the core's arithmetic (:func:`~groupcam_core.dtypes.compute_dtype`).
-    size, height, width
-        Images in the batch and their spatial size.
+    size
+        Inputs in the batch.
+    spatial
+        Their spatial size: ``(L,)``, ``(H, W)`` or ``(D, H, W)``.
     mask_axis
-        The channel axis of ``x``, where a ``(n, H, W)`` mask is broadcast.
+        The channel axis of ``x``, where a ``(n, *spatial)`` mask is broadcast.
     layer
         The backend's target layer name, or ``None``.
     """
@@ -76,10 +98,33 @@ class PreparedBatch:
     xp: Any
     dtype: Any
     size: int
-    height: int
-    width: int
+    spatial: tuple[int, ...]
     mask_axis: int
     layer: str | None
+
+    @property
+    def spatial_axes(self) -> int:
+        """How many spatial axes the inputs have (1, 2 or 3)."""
+        return len(self.spatial)
+
+    @property
+    def positions(self) -> int:
+        """Spatial positions per input (pixels, voxels or samples)."""
+        return math.prod(self.spatial)
+
+    @property
+    def height(self) -> int:
+        """The image height of a 2-D batch."""
+        return self.spatial[-2]
+
+    @property
+    def width(self) -> int:
+        """The image width of a 2-D batch (the length of a 1-D one)."""
+        return self.spatial[-1]
+
+    def form(self) -> str:
+        """The batch's shape in letters, as the adapter takes it: ``(B, C, H, W)``, ..."""
+        return BATCH_FORMS[self.backend.input_layout][self.spatial_axes]
 
     def channels_first(self) -> Any:
         """``x`` as channels-first, in the compute dtype."""
@@ -88,10 +133,10 @@ class PreparedBatch:
         )
 
     def to_input_layout(self, images: Any) -> Any:
-        """Channels-first ``(n, C, H, W)`` images in the backend's layout and input dtype."""
+        """Channels-first ``(n, C, *spatial)`` inputs in the backend's layout and input dtype."""
         xp = self.xp
         if self.backend.input_layout == "channels_last":
-            images = xp.permute_dims(images, (0, 2, 3, 1))
+            images = to_channels_last(images, xp)
         return xp.astype(images, self.x.dtype)
 
 
@@ -100,18 +145,18 @@ def prepare_batch(backend: Backend, x: Any) -> PreparedBatch:
     x = backend.prepare_input(x)
     xp = array_namespace(x)
     validate_input(x, backend.input_layout, xp)
+    shape = tuple(int(side) for side in x.shape)
     if backend.input_layout == "channels_first":
-        height, width, mask_axis = x.shape[2], x.shape[3], 1
+        spatial, mask_axis = shape[2:], 1
     else:
-        height, width, mask_axis = x.shape[1], x.shape[2], 3
+        spatial, mask_axis = shape[1:-1], x.ndim - 1
     return PreparedBatch(
         backend=backend,
         x=x,
         xp=xp,
         dtype=compute_dtype(x, xp),
-        size=x.shape[0],
-        height=height,
-        width=width,
+        size=shape[0],
+        spatial=spatial,
         mask_axis=mask_axis,
         layer=backend.layer_name or None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,6 +15,26 @@ __all__ = ["VARIANTS", "GroupCAMConfig", "Grouping", "LayerFusion", "MergeSource
 MergeSource = Literal["masks", "upsampled"]
 Grouping = Literal["contiguous", "kmeans"]
 LayerFusion = Literal["mean", "max"]
+
+
+def _odd(value: Any, name: str) -> int:
+    size = positive_int(value, name, "odd")
+    if size % 2 == 0:
+        raise ConfigError(f"{name} must be a positive odd int, got {size}")
+    return size
+
+
+def _positive(value: Any, name: str) -> float:
+    return real_number(value, name, above=0.0)
+
+
+def _per_axis(value: Any, name: str, check: Callable[[Any, str], Any]) -> Any:
+    """One checked value for every spatial axis, or a tuple of 1 to 3 (one per axis)."""
+    if not isinstance(value, (tuple, list)):
+        return check(value, name)
+    if not 1 <= len(value) <= 3:
+        raise ConfigError(f"{name} needs 1 to 3 values, one per spatial axis, got {value!r}")
+    return tuple(check(item, f"each value of {name}") for item in value)
 
 
 @dataclass(frozen=True)
@@ -39,9 +60,13 @@ class GroupCAMConfig:
         above this percentile of the feature-resolution map become 0. ``None``
         disables denoising.
     blur_kernel_size
-        Side of the square Gaussian kernel used for the blurred baseline (odd).
+        Side of the Gaussian kernel used for the blurred baseline (odd): one int
+        for every spatial axis, or a tuple with one per axis (``(1, 51, 51)``
+        leaves the first axis of a volume or video unblurred: a kernel of 1 is
+        no blur).
     blur_sigma
-        Standard deviation of that kernel, in pixels.
+        Standard deviation of that kernel, in pixels (or voxels, or samples):
+        one float, or a tuple with one per axis.
     skip_constant_masks
         If true, a group map whose maximum equals its minimum gets no forward pass
         and no weight. If false it is used as an all-zero mask.
@@ -59,8 +84,8 @@ class GroupCAMConfig:
 
     groups: int = 32
     percentile: float | None = 70.0
-    blur_kernel_size: int = 51
-    blur_sigma: float = 50.0
+    blur_kernel_size: int | tuple[int, ...] = 51
+    blur_sigma: float | tuple[float, ...] = 50.0
     skip_constant_masks: bool = True
     score_relu: bool = False
     merge_source: MergeSource = "masks"
@@ -76,11 +101,10 @@ class GroupCAMConfig:
             if percentile >= 100.0:
                 raise ConfigError(f"percentile must lie in [0, 100), got {self.percentile}")
             set_field(self, "percentile", percentile)
-        size = positive_int(self.blur_kernel_size, "blur_kernel_size", "odd")
-        if size % 2 == 0:
-            raise ConfigError(f"blur_kernel_size must be a positive odd int, got {size}")
-        set_field(self, "blur_kernel_size", size)
-        set_field(self, "blur_sigma", real_number(self.blur_sigma, "blur_sigma", above=0.0))
+        set_field(
+            self, "blur_kernel_size", _per_axis(self.blur_kernel_size, "blur_kernel_size", _odd)
+        )
+        set_field(self, "blur_sigma", _per_axis(self.blur_sigma, "blur_sigma", _positive))
         for name, allowed in (
             ("merge_source", ("masks", "upsampled")),
             ("grouping", ("contiguous", "kmeans")),

@@ -10,6 +10,7 @@ the number of images.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,8 @@ class GroupMaps:
     Attributes
     ----------
     maps
-        ``(B*G, u, v)`` group maps after ReLU and denoising, image-major; zeros
-        where ``constant``.
+        ``(B*G, *feature_spatial)`` group maps after ReLU and denoising,
+        image-major; zeros where ``constant``.
     constant
         ``(B*G,)`` bool: the map was constant (or not finite) at feature
         resolution (step 7).
@@ -68,18 +69,20 @@ def group_assignment(weighted: Any, config: GroupCAMConfig, xp: Any) -> Any:
 
 
 def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any) -> GroupMaps:
-    """Steps 2-5 and the test of step 7 on channels-first ``(B, K, u, v)`` arrays.
+    """Steps 2-5 and the test of step 7 on channels-first ``(B, K, *feature_spatial)`` arrays
+    (``(B, K, u)``, ``(B, K, u, v)`` or ``(B, K, t, u, v)``).
 
     The constancy test runs here, before upsampling: a constant ``u x v`` map
     upsamples to a constant map mathematically, but float rounding of the
     interpolation weights could make it look non-constant, and normalization
     would then amplify noise.
     """
-    batch, channels, rows, cols = activations.shape
+    batch, channels, *where = activations.shape
+    positions = math.prod(where)
     groups = config.groups
     # Steps 2 and 3: alpha_k = spatial mean of the gradient; sum alpha_k * A_k per group.
-    alpha = xp.mean(xp.reshape(gradients, (batch, channels, rows * cols)), axis=-1)
-    weighted = xp.reshape(activations, (batch, channels, rows * cols)) * alpha[:, :, None]
+    alpha = xp.mean(xp.reshape(gradients, (batch, channels, positions)), axis=-1)
+    weighted = xp.reshape(activations, (batch, channels, positions)) * alpha[:, :, None]
     maps = ops.matmul(group_assignment(weighted, config, xp), weighted, xp)  # (B, G, u*v)
     # Step 4.
     maps = xp.maximum(maps, xp.zeros_like(maps))
@@ -89,44 +92,45 @@ def group_maps(activations: Any, gradients: Any, config: GroupCAMConfig, xp: Any
         maps = xp.where(maps > threshold, maps, 0.0)
     high, low = xp.max(maps, axis=-1), xp.min(maps, axis=-1)
     constant = xp.reshape((high <= low) | ~xp.isfinite(high - low), (batch * groups,))
-    maps = xp.reshape(maps, (batch * groups, rows, cols))
-    maps = xp.where(constant[:, None, None], 0.0, maps)
+    maps = xp.reshape(maps, (batch * groups, *where))
+    maps = xp.where(xp.reshape(constant, (batch * groups, *(1,) * len(where))), 0.0, maps)
     return GroupMaps(maps=maps, constant=constant)
 
 
-def normalized_masks(maps: Any, height: int, width: int, xp: Any) -> tuple[Any, Any]:
-    """Steps 6 and 8 for some group maps: upsample, then min-max normalize.
+def normalized_masks(maps: Any, spatial: Sequence[int], xp: Any) -> tuple[Any, Any]:
+    """Steps 6 and 8 for some group maps: upsample to the input's ``spatial`` size
+    (linear on each axis), then min-max normalize.
 
     Returns
     -------
     upsampled, masks
-        ``(n, H, W)`` each; a map that is constant after upsampling gets an
+        ``(n, *spatial)`` each; a map that is constant after upsampling gets an
         all-zero mask.
     """
-    upsampled = ops.resize_bilinear(maps, height, width, xp)
-    masks, _ = ops.min_max_normalize(upsampled, xp)
+    upsampled = ops.resize_linear(maps, spatial, xp)
+    masks, _ = ops.min_max_normalize(upsampled, xp, len(spatial))
     return upsampled, masks
 
 
 def merge_masks(merged: Any, final_relu: bool, xp: Any) -> tuple[Any, Any]:
-    """Step 12's ending: ReLU (if asked) and min-max normalize ``(B, H, W)`` sums.
+    """Step 12's ending: ReLU (if asked) and min-max normalize ``(B, *spatial)`` sums.
 
     Returns
     -------
     saliency, degenerate
-        ``(B, H, W)`` maps in [0, 1] and a ``(B,)`` bool array marking constant
-        results (returned as zeros).
+        ``(B, *spatial)`` maps in [0, 1] and a ``(B,)`` bool array marking
+        constant results (returned as zeros).
     """
     if final_relu:
         merged = xp.maximum(merged, xp.zeros_like(merged))
-    return ops.min_max_normalize(merged, xp)
+    return ops.min_max_normalize(merged, xp, merged.ndim - 1)
 
 
 def fuse_layers(maps: Sequence[Any], how: str, xp: Any) -> tuple[Any, Any]:
-    """One map from several layers' ``(B, H, W)`` maps in [0, 1]: mean or max, normalized."""
+    """One map from several layers' ``(B, *spatial)`` maps in [0, 1]: mean or max, normalized."""
     stacked = xp.stack(list(maps), axis=0)
     combined = xp.mean(stacked, axis=0) if how == "mean" else xp.max(stacked, axis=0)
-    return ops.min_max_normalize(combined, xp)
+    return ops.min_max_normalize(combined, xp, combined.ndim - 1)
 
 
 @dataclass
@@ -138,7 +142,7 @@ class _Layer:
     kept: Any  # indices into the layer's B*G rows that get a pass
     owner: Any  # the image of each kept row
     first: int  # where the layer's rows start in the stream
-    merged: Any  # (B, H*W) running weighted sum (step 12)
+    merged: Any  # (B, positions) running weighted sum (step 12)
 
     @property
     def stop(self) -> int:
@@ -163,7 +167,7 @@ def _layer_stream(
         else:
             kept = xp.arange(size * groups, device=where)
         kept = xp.astype(kept, owner_all.dtype)
-        merged = xp.zeros((size, batch.height * batch.width), dtype=batch.dtype, device=where)
+        merged = xp.zeros((size, batch.positions), dtype=batch.dtype, device=where)
         layer = _Layer(features, grouped, kept, xp.take(owner_all, kept, axis=0), first, merged)
         stream.append(layer)
         first = layer.stop
@@ -209,7 +213,7 @@ def explain_group_cam(
         )
     batch_size = resolve_batch_size(batch_size, backend)
     batch = prepare_batch(backend, x)
-    xp, size, height, width = batch.xp, batch.size, batch.height, batch.width
+    xp, size, spatial, positions = batch.xp, batch.size, batch.spatial, batch.positions
     where = device(batch.x)
 
     # Step 1 (one gradient pass for every target layer).
@@ -223,7 +227,9 @@ def explain_group_cam(
     # Step 9. The blur and the masked inputs are computed in the compute dtype and
     # cast to the model's input dtype only when a chunk is handed to the model.
     images = batch.channels_first()
-    blurred = ops.blur_images(images, config.blur_kernel_size, config.blur_sigma, xp)
+    blurred = ops.blur_images(
+        images, config.blur_kernel_size, config.blur_sigma, xp, batch.spatial_axes
+    )
     difference = images - blurred
 
     # Steps 10 and 11: the B blurred baselines (an all-zero mask) go first in one
@@ -242,9 +248,7 @@ def explain_group_cam(
         index = stream_owner[start:stop]
         rows = xp.take(blurred, index, axis=0)
         masks = [
-            xp.zeros(
-                (max(min(stop, size) - start, 0), height, width), dtype=batch.dtype, device=where
-            )
+            xp.zeros((max(min(stop, size) - start, 0), *spatial), dtype=batch.dtype, device=where)
         ]
         for number, layer in enumerate(layers):
             low, high = max(start, layer.first), min(stop, layer.stop)
@@ -253,14 +257,14 @@ def explain_group_cam(
             chosen_maps = xp.take(
                 layer.grouped.maps, layer.kept[low - layer.first : high - layer.first], axis=0
             )
-            upsampled, layer_masks = normalized_masks(chosen_maps, height, width, xp)
+            upsampled, layer_masks = normalized_masks(chosen_maps, spatial, xp)
             chunk_maps[(start, number)] = (
                 layer_masks if config.merge_source == "masks" else upsampled
             )
             masks.append(layer_masks)
         stacked = xp.concat(masks, axis=0)
         return batch.to_input_layout(
-            rows + stacked[:, None, :, :] * xp.take(difference, index, axis=0)
+            rows + stacked[:, None, ...] * xp.take(difference, index, axis=0)
         )
 
     class_outputs = objective.kind == "class"
@@ -291,7 +295,7 @@ def explain_group_cam(
                 stream_owner[low:high][None, :] == image_index[:, None], score[None, :], 0.0
             )
             layer.merged = layer.merged + ops.matmul(
-                weights, xp.reshape(maps, (high - low, height * width)), xp
+                weights, xp.reshape(maps, (high - low, positions)), xp
             )
 
     all_scores = xp.concat(probabilities, axis=0)
@@ -299,7 +303,7 @@ def explain_group_cam(
 
     # Step 12, per layer; then the layers' maps are fused.
     layer_maps = [
-        merge_masks(xp.reshape(layer.merged, (size, height, width)), config.final_relu, xp)
+        merge_masks(xp.reshape(layer.merged, (size, *spatial)), config.final_relu, xp)
         for layer in layers
     ]
     if len(layers) == 1:

@@ -142,7 +142,8 @@ def layer_not_connected(layer: str) -> LayerNotConnectedError:
 
 
 def layout_hint(shape: tuple[int, ...], layout: str, channels: int | None = None) -> str:
-    """A hint when a 4-D batch looks like the other layout, else an empty string.
+    """A hint when a 4-D batch looks like the other layout, or a 3-D one may be a single
+    image without its batch axis; else an empty string.
 
     Parameters
     ----------
@@ -155,6 +156,13 @@ def layout_hint(shape: tuple[int, ...], layout: str, channels: int | None = None
         batch "looks" channels-first or -last when one end has 1 or 3 channels
         and the other does not.
     """
+    if len(shape) == 3:
+        single = "(C, H, W)" if layout == "channels_first" else "(H, W, C)"
+        signals = "(B, C, L)" if layout == "channels_first" else "(B, L, C)"
+        return (
+            f"; a 3-D batch reads as signals {signals}: if it is one image {single}, add a "
+            "batch axis (x[None])"
+        )
     if len(shape) != 4:
         return ""
     first, last = shape[1], shape[3]

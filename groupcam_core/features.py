@@ -7,6 +7,7 @@ layer; a batch larger than the masked-pass chunk goes through in chunks.
 
 from __future__ import annotations
 
+import math
 import numbers
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -150,6 +151,10 @@ def _check_feature_layout(
     )
 
 
+def _spatial_letters(axes: int) -> str:
+    return {1: "L", 2: "H, W", 3: "D, H, W"}[axes]
+
+
 def _checked_layer(
     name: str | None,
     activations: Any,
@@ -166,28 +171,38 @@ def _checked_layer(
     )
     described = f"target layer {name!r}" if name else "the target layer"
     shape = tuple(activations.shape)
-    if len(shape) != 4 or shape[0] != batch.size:
-        hint = (
-            "; for a transformer's (B, tokens, channels) output pass "
-            "reshape_transform=groupcam_core.tokens_to_grid()"
-            if len(shape) == 3
-            else ""
-        )
+    rank = batch.spatial_axes + 2
+    if len(shape) != rank or shape[0] != batch.size:
+        hint = ""
+        if len(shape) == 3 and rank == 4:
+            hint = (
+                "; for a transformer's (B, tokens, channels) output pass "
+                "reshape_transform=groupcam_core.tokens_to_grid()"
+            )
+        elif len(shape) == rank + 1:
+            hint = (
+                f"; the input {tuple(batch.x.shape)} reads as {batch.form()}: if it is one "
+                "input without a batch axis, add one (x[None])"
+            )
         raise TargetLayerError(
-            f"{described} gave activations of shape {shape}; {method} needs a 4-D feature map "
-            f"with one row per image (batch {batch.size}){hint}"
+            f"{described} gave activations of shape {shape}; the input is a batch "
+            f"{batch.form()} with {batch.spatial_axes} spatial "
+            f"{'axis' if batch.spatial_axes == 1 else 'axes'}, so {method} needs a {rank}-D "
+            f"feature map (B, channels, {_spatial_letters(batch.spatial_axes)}) with one row "
+            f"per input (batch {batch.size}){hint}"
         )
     if tuple(gradients.shape) != shape:
         raise TargetLayerError(
             f"{described}: gradients of shape {tuple(gradients.shape)} do not match "
             f"activations {shape}"
         )
-    if shape[2] * shape[3] < 2:
+    if math.prod(shape[2:]) < 2:
         raise TargetLayerError(
-            f"{described} outputs a {shape[2]}x{shape[3]} map, which has no spatial extent to "
-            "explain; choose a layer before global pooling"
+            f"{described} outputs a {'x'.join(str(side) for side in shape[2:])} map, which has "
+            "no spatial extent to explain; choose a layer before global pooling"
         )
-    _check_feature_layout(described, shape, backend.feature_layout, batch.height, batch.width)
+    if batch.spatial_axes == 2:
+        _check_feature_layout(described, shape, backend.feature_layout, *batch.spatial)
     if refusing_zero_gradients.get() and not bool(xp.any(gradients != 0)):
         raise layer_not_connected(name or "the target layer")
     return LayerFeatures(name=name, activations=activations, gradients=gradients)

@@ -1,20 +1,26 @@
 """Numerical building blocks of Group-CAM, written against the Python array API.
 
-Resampling and blurring are linear maps along each image axis, so both are two
-small matrix products with matrices precomputed here in float64 numpy; every
+Resampling and blurring are linear maps along each spatial axis (one for a
+signal, two for an image, three for a volume), so both are one small matrix
+product per axis with matrices precomputed here in float64 numpy; every
 array namespace (numpy, torch, jax.numpy) has ``matmul``. The functions taking an
 ``xp`` argument work in any array-API namespace, on any device.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from array_api_compat import device, is_numpy_namespace
 
+from .errors import ConfigError
+
 __all__ = [
+    "along_axes",
     "bilinear_matrix",
     "blur_images",
     "gaussian_blur_matrix",
@@ -22,9 +28,11 @@ __all__ = [
     "group_matrix",
     "matmul",
     "min_max_normalize",
+    "per_axis",
     "percentile_last_axis",
     "reflect_index",
     "resize_bilinear",
+    "resize_linear",
     "to_namespace",
 ]
 
@@ -145,22 +153,71 @@ def matmul(a: Any, b: Any, xp: Any) -> Any:
     return out
 
 
+def along_axes(array: Any, matrices: Sequence[np.ndarray], xp: Any) -> Any:
+    """Apply one linear map per trailing axis: ``matrices[i]`` (``(out, in)``) along
+    axis ``array.ndim - len(matrices) + i``.
+
+    The leading axes are multiplied from the left in order, the last axis from
+    the right, so that for two axes this is ``rows @ array @ cols.T``, the 2-D
+    path's products in its order and rounding.
+    """
+    count = len(matrices)
+    lead = array.ndim - count
+    out = array
+    for number, matrix in enumerate(matrices[:-1]):
+        shape = tuple(out.shape)
+        before, after = shape[: lead + number], shape[lead + number + 1 :]
+        flat = xp.reshape(out, (*before, shape[lead + number], math.prod(after)))
+        flat = matmul(to_namespace(matrix, xp, array), flat, xp)
+        out = xp.reshape(flat, (*before, matrix.shape[0], *after))
+    last = to_namespace(matrices[-1], xp, array)
+    return matmul(out, xp.matrix_transpose(last), xp)
+
+
+def resize_linear(maps: Any, size: Sequence[int], xp: Any) -> Any:
+    """Resize the last ``len(size)`` axes of ``maps`` to ``size``, linearly with half-pixel
+    centers on each axis (``torch.nn.functional.interpolate(..., align_corners=False)``
+    in ``linear``, ``bilinear`` and ``trilinear`` mode)."""
+    old = tuple(maps.shape[maps.ndim - len(size) :])
+    return along_axes(
+        maps,
+        [bilinear_matrix(int(new), int(side)) for new, side in zip(size, old, strict=True)],
+        xp,
+    )
+
+
 def resize_bilinear(maps: Any, height: int, width: int, xp: Any) -> Any:
     """Resize ``(..., u, v)`` maps to ``(..., height, width)`` bilinearly (half-pixel)."""
-    rows = to_namespace(bilinear_matrix(height, maps.shape[-2]), xp, maps)
-    cols = to_namespace(bilinear_matrix(width, maps.shape[-1]), xp, maps)
-    return matmul(matmul(rows, maps, xp), xp.matrix_transpose(cols), xp)
+    return resize_linear(maps, (height, width), xp)
 
 
-def blur_images(images: Any, kernel_size: int, sigma: float, xp: Any) -> Any:
-    """Gaussian-blur the last two axes of ``images`` with a reflect border."""
-    rows = to_namespace(
-        gaussian_blur_matrix(images.shape[-2], kernel_size, float(sigma)), xp, images
-    )
-    cols = to_namespace(
-        gaussian_blur_matrix(images.shape[-1], kernel_size, float(sigma)), xp, images
-    )
-    return matmul(matmul(rows, images, xp), xp.matrix_transpose(cols), xp)
+def per_axis(value: Any, axes: int, name: str = "a per-axis setting") -> tuple[Any, ...]:
+    """A per-axis setting: one value for every axis, or a sequence of ``axes`` values."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != axes:
+            raise ConfigError(
+                f"{name} has {len(value)} values, one per spatial axis, but the input has "
+                f"{axes} spatial {'axis' if axes == 1 else 'axes'}: {tuple(value)!r}"
+            )
+        return tuple(value)
+    return (value,) * axes
+
+
+def blur_images(images: Any, kernel_size: Any, sigma: Any, xp: Any, spatial_axes: int = 2) -> Any:
+    """Gaussian-blur the last ``spatial_axes`` axes of ``images`` with a reflect border.
+
+    ``kernel_size`` and ``sigma`` are one value for every axis or one per axis; a
+    kernel of size 1 leaves its axis as it is. An axis shorter than the kernel's
+    reach reflects again at each end (:func:`reflect_index`).
+    """
+    sizes = per_axis(kernel_size, spatial_axes, "blur_kernel_size")
+    sigmas = per_axis(sigma, spatial_axes, "blur_sigma")
+    shape = tuple(images.shape[images.ndim - spatial_axes :])
+    matrices = [
+        gaussian_blur_matrix(int(length), int(size), float(spread))
+        for length, size, spread in zip(shape, sizes, sigmas, strict=True)
+    ]
+    return along_axes(images, matrices, xp)
 
 
 def percentile_last_axis(values: Any, percentile: float, xp: Any) -> Any:
@@ -185,8 +242,8 @@ def percentile_last_axis(values: Any, percentile: float, xp: Any) -> Any:
     return below + difference * fraction
 
 
-def min_max_normalize(maps: Any, xp: Any) -> tuple[Any, Any]:
-    """Min-max normalize each ``(..., H, W)`` map to [0, 1].
+def min_max_normalize(maps: Any, xp: Any, spatial_axes: int = 2) -> tuple[Any, Any]:
+    """Min-max normalize each map over its last ``spatial_axes`` axes to [0, 1].
 
     Returns
     -------
@@ -194,7 +251,8 @@ def min_max_normalize(maps: Any, xp: Any) -> tuple[Any, Any]:
         The normalized maps, with constant (or non-finite) maps set to zero, and a
         boolean array over the leading axes that marks those maps.
     """
-    flat = xp.reshape(maps, (*maps.shape[:-2], maps.shape[-2] * maps.shape[-1]))
+    lead = tuple(maps.shape[: maps.ndim - spatial_axes])
+    flat = xp.reshape(maps, (*lead, math.prod(maps.shape[maps.ndim - spatial_axes :])))
     low = xp.min(flat, axis=-1, keepdims=True)
     high = xp.max(flat, axis=-1, keepdims=True)
     spread = high - low

@@ -39,15 +39,25 @@ __all__ = [
 ]
 
 CONVOLUTIONS = (
+    keras.layers.Conv1D,
     keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv1D,
     keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
     keras.layers.SeparableConv2D,
+    keras.layers.Conv1DTranspose,
     keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
 )
 
 POOLING = (
+    keras.layers.MaxPooling1D,
     keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
     keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
 )
 
 #: Appended to a layer's path to name the tensor that layer receives.

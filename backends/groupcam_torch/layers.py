@@ -19,14 +19,38 @@ from groupcam_core.kit import (
 
 __all__ = ["find_last_feature_layer", "record_layer_calls", "resolve_layer"]
 
-_CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d, nn.LazyConv2d, nn.LazyConvTranspose2d)
+_CONVOLUTIONS = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.LazyConv1d,
+    nn.LazyConv2d,
+    nn.LazyConv3d,
+    nn.LazyConvTranspose1d,
+    nn.LazyConvTranspose2d,
+    nn.LazyConvTranspose3d,
+)
 _POOLING = (
+    nn.MaxPool1d,
     nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
     nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.LPPool1d,
     nn.LPPool2d,
+    nn.LPPool3d,
     nn.FractionalMaxPool2d,
+    nn.FractionalMaxPool3d,
 )
 
 

@@ -176,7 +176,7 @@ class ExplainerBase:
         if self._layers is None:
             probe = self._probe_backend()
             batch = probe.prepare_input(x)
-            if getattr(batch, "ndim", 0) == 4 and 0 not in tuple(batch.shape):
+            if 3 <= getattr(batch, "ndim", 0) <= 5 and 0 not in tuple(batch.shape):
                 rows = batch[:2] if batch.shape[0] >= 2 else concat_rows([batch[:1], batch[:1]])
                 with naming_the_users_batch(tuple(batch.shape)):
                     calls, output = self._probe_layer_calls(probe, rows)
@@ -194,14 +194,14 @@ class ExplainerBase:
     ) -> DefaultLayerRule:
         """What the default layer must satisfy for a batch of ``shape``, given the probe's
         ``output`` (see :class:`~groupcam_core.kit.DefaultLayerRule`)."""
-        size = shape[2:4] if probe.input_layout == "channels_first" else shape[1:3]
+        size = shape[2:] if probe.input_layout == "channels_first" else shape[1:-1]
         accepts = getattr(self.reshape_transform, "accepts", None)
         return DefaultLayerRule(
             rows=2,
-            image_size=(int(size[0]), int(size[1])),
+            image_size=tuple(int(side) for side in size),
             layout=probe.feature_layout,
             accepts=accepts if callable(accepts) else None,
-            output_channels=_spatial_output_channels(output, probe.feature_layout),
+            output_channels=_spatial_output_channels(output, probe.feature_layout, len(shape)),
         )
 
     @property
@@ -384,8 +384,9 @@ class ExplainerBase:
         return self.explain(x, targets).saliency
 
 
-def _spatial_output_channels(output: Any, layout: Layout) -> int | None:
-    """The classes of a spatial model output (a segmentation model's), else ``None``.
+def _spatial_output_channels(output: Any, layout: Layout, rank: int) -> int | None:
+    """The classes of a spatial model output of the input's ``rank`` (a segmentation
+    model's), else ``None``.
 
     ``output`` is what the probe returned: an array or its shapes, an object with
     ``logits``, a mapping with ``"logits"``, or a tuple or list led by an array.
@@ -397,8 +398,8 @@ def _spatial_output_channels(output: Any, layout: Layout) -> int | None:
         candidates.append(output[0])
     for candidate in candidates:
         shape = tuple(getattr(candidate, "shape", ()) or ())
-        if len(shape) == 4 and all(isinstance(side, int) for side in shape):
-            return shape[1] if layout == "channels_first" else shape[3]
+        if len(shape) == rank and all(isinstance(side, int) for side in shape):
+            return shape[1] if layout == "channels_first" else shape[-1]
     return None
 
 

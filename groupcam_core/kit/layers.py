@@ -85,7 +85,8 @@ def unknown_layer_error(target: str, names: Sequence[str], detail: str = "") -> 
 
 
 def is_spatial_feature_map(shape: Sequence[int | None], floating: bool, layout: Layout) -> bool:
-    """Whether a layer's output can be explained: a 4-D floating-point map larger than 1x1.
+    """Whether a layer's output can be explained: a floating-point map with 1 to 3 spatial
+    axes (3- to 5-D with its batch and channel axes) and more than one position.
 
     Parameters
     ----------
@@ -96,9 +97,9 @@ def is_spatial_feature_map(shape: Sequence[int | None], floating: bool, layout: 
     layout
         Where its channel axis is.
     """
-    if not floating or len(shape) != 4 or any(side is None for side in shape):
+    if not floating or not 3 <= len(shape) <= 5 or any(side is None for side in shape):
         return False
-    spatial = shape[1:3] if layout == "channels_last" else shape[2:4]
+    spatial = shape[1:-1] if layout == "channels_last" else shape[2:]
     return math.prod(int(side) for side in spatial) > 1  # type: ignore[arg-type]
 
 
@@ -115,7 +116,7 @@ class LayerCall:
     spatial
         Its output was a spatial feature map (:func:`is_spatial_feature_map`).
     kind
-        ``"convolution"`` (2-D convolutions of any kind), ``"pooling"``
+        ``"convolution"`` (1-D, 2-D or 3-D convolutions of any kind), ``"pooling"``
         (spatial max or average pooling), ``"container"`` (a layer made of
         other recorded layers, such as a nested model or a block), or ``"other"``.
     shape
@@ -142,8 +143,10 @@ class DefaultLayerRule:
         The probe batch's rows (2): an output with another first axis is not
         one row per image (a parameter such as Swin's relative position bias).
     image_size
-        ``(H, W)`` of the probe's images: a map that reads as the other layout
-        is passed over (:func:`~groupcam_core.features.looks_like_other_layout`).
+        The spatial size of the probe's inputs (``(L,)``, ``(H, W)`` or
+        ``(D, H, W)``): maps with another number of spatial axes are passed
+        over, and so is a 2-D map that reads as the other layout
+        (:func:`~groupcam_core.features.looks_like_other_layout`).
     layout
         The layout of the layers' feature maps.
     accepts
@@ -156,7 +159,7 @@ class DefaultLayerRule:
     """
 
     rows: int
-    image_size: tuple[int, int]
+    image_size: tuple[int, ...]
     layout: Layout
     accepts: Callable[[tuple[int, ...]], bool] | None = None
     output_channels: int | None = None
@@ -164,15 +167,18 @@ class DefaultLayerRule:
     def explainable(self, call: LayerCall) -> bool:
         """Whether a spatial call can be the default layer under this rule."""
         shape = call.shape
-        if len(shape) != 4 or shape[0] != self.rows:
+        if len(shape) != len(self.image_size) + 2 or shape[0] != self.rows:
             return False
+        channels = shape[1] if self.layout == "channels_first" else shape[-1]
+        if self.output_channels is not None and channels == self.output_channels:
+            return False
+        if len(shape) != 4:
+            return True
         channels, height, width = (
             (shape[1], shape[2], shape[3])
             if self.layout == "channels_first"
             else (shape[3], shape[1], shape[2])
         )
-        if self.output_channels is not None and channels == self.output_channels:
-            return False
         return not looks_like_other_layout(
             (shape[0], channels, height, width), self.layout, *self.image_size
         )
@@ -299,7 +305,8 @@ def pick_last_feature_layer(
     convolutions = [call.order for call in spatial if call.kind == "convolution"]
     if not convolutions:
         raise TargetLayerError(
-            "found no 2-D convolution with a spatial output to pick a target layer after; "
+            "found no convolution with a spatial output of the input's rank to pick a target "
+            "layer after; "
             "pass target_layer= (a layer name or the layer itself). Layers with spatial "
             f"outputs: {_describe(spatial[-8:])}"
         )

@@ -33,10 +33,11 @@ def run_grad_cam(explainer: Any, x: Any, targets: TargetSpec = None) -> MethodRe
         xp = batch.xp
         rows = resolve_batch_size(None, backend, preferred_batch_size(explainer))
         features = feature_maps(batch, targets, "Grad-CAM", rows=rows)
-        alpha = xp.mean(features.gradients, axis=(2, 3))
-        cam = xp.sum(alpha[:, :, None, None] * features.activations, axis=1)
+        space = tuple(range(2, features.gradients.ndim))
+        alpha = xp.mean(features.gradients, axis=space, keepdims=True)
+        cam = xp.sum(alpha * features.activations, axis=1)
         cam = xp.maximum(cam, xp.zeros_like(cam))
-        upsampled = ops.resize_bilinear(cam, batch.height, batch.width, xp)
+        upsampled = ops.resize_linear(cam, batch.spatial, xp)
         passes = np.ones(batch.size, dtype=np.int64)
         return finish(batch, upsampled, features.result.targets, passes, "grad-cam")
 

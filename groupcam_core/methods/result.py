@@ -56,7 +56,7 @@ def finish(
     batch: PreparedBatch, maps: Any, targets: Any, passes: np.ndarray, method: str
 ) -> MethodResult:
     """The ending shared by all methods: min-max normalize and copy to the host."""
-    saliency, degenerate = ops.min_max_normalize(maps, batch.xp)
+    saliency, degenerate = ops.min_max_normalize(maps, batch.xp, batch.spatial_axes)
     backend = batch.backend
     return MethodResult(
         saliency=backend.to_numpy(saliency).astype(np.float32),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -51,9 +52,11 @@ def _check_rise_options(masks: Any, cell: Any, keep: Any, seed: Any) -> tuple[in
 class _RiseMasks:
     """RISE's random masks, built on demand in a namespace from small factors.
 
-    Mask ``i`` is ``R[r_i : r_i + H] @ grid_i @ C[c_i : c_i + W].T``: the binary
-    ``cell x cell`` grid upsampled bilinearly to ``(cell + 1) * ceil(H / cell)``
-    rows (likewise columns), then cropped at the random shift ``(r_i, c_i)``.
+    In 2-D, mask ``i`` is ``R[r_i : r_i + H] @ grid_i @ C[c_i : c_i + W].T``: the
+    binary ``cell x cell`` grid upsampled bilinearly to ``(cell + 1) * ceil(H /
+    cell)`` rows (likewise columns), then cropped at the random shift ``(r_i,
+    c_i)``. With 1 or 3 spatial axes the grid has ``cell`` cells along each, and
+    each axis is upsampled and cropped the same way.
     """
 
     def __init__(
@@ -61,46 +64,60 @@ class _RiseMasks:
         count: int,
         cell: int,
         keep: float,
-        height: int,
-        width: int,
+        spatial: tuple[int, ...],
         seed: int | None,
         xp: Any,
         like: Any,
     ) -> None:
         rng = np.random.default_rng(seed)
-        grids = (rng.random((count, cell, cell)) < keep).astype(np.float64)
-        cell_height, cell_width = -(-height // cell), -(-width // cell)
-        row_shift = rng.integers(0, cell_height, size=count)
-        col_shift = rng.integers(0, cell_width, size=count)
-        self.xp, self.height, self.width, self.cell = xp, height, width, cell
+        grids = (rng.random((count, *(cell,) * len(spatial))) < keep).astype(np.float64)
+        cell_sizes = [-(-side // cell) for side in spatial]
+        shifts = [rng.integers(0, cell_size, size=count) for cell_size in cell_sizes]
+        self.xp, self.spatial, self.cell = xp, spatial, cell
         where = device(like)
         self.grids = ops.to_namespace(grids, xp, like)
-        self.rows = ops.to_namespace(
-            _bilinear_reflect_matrix((cell + 1) * cell_height, cell), xp, like
-        )
-        self.cols = ops.to_namespace(
-            _bilinear_reflect_matrix((cell + 1) * cell_width, cell), xp, like
-        )
-        self.row_shift = xp.asarray(row_shift.tolist(), device=where)
-        self.col_shift = xp.asarray(col_shift.tolist(), device=where)
-        self.row_offsets = xp.arange(height, dtype=self.row_shift.dtype, device=where)
-        self.col_offsets = xp.arange(width, dtype=self.col_shift.dtype, device=where)
+        self.matrices = [
+            ops.to_namespace(_bilinear_reflect_matrix((cell + 1) * cell_size, cell), xp, like)
+            for cell_size in cell_sizes
+        ]
+        self.shifts = [xp.asarray(shift.tolist(), device=where) for shift in shifts]
+        self.offsets = [
+            xp.arange(side, dtype=shift.dtype, device=where)
+            for side, shift in zip(spatial, self.shifts, strict=True)
+        ]
+
+    def _axis_matrices(self, index: Any) -> list[Any]:
+        """Per mask and axis, the rows of that axis' upsampling at the mask's shift."""
+        xp, count = self.xp, index.shape[0]
+        matrices = []
+        for matrix, shift, offsets, side in zip(
+            self.matrices, self.shifts, self.offsets, self.spatial, strict=True
+        ):
+            rows = xp.take(shift, index, axis=0)[:, None] + offsets[None, :]
+            matrices.append(
+                xp.reshape(
+                    xp.take(matrix, xp.reshape(rows, (-1,)), axis=0), (count, side, self.cell)
+                )
+            )
+        return matrices
 
     def __call__(self, index: Any) -> Any:
-        """The ``(n, H, W)`` masks at integer positions ``index`` (``(n,)``)."""
-        xp, count = self.xp, index.shape[0]
-        row_index = xp.take(self.row_shift, index, axis=0)[:, None] + self.row_offsets[None, :]
-        col_index = xp.take(self.col_shift, index, axis=0)[:, None] + self.col_offsets[None, :]
-        rows = xp.reshape(
-            xp.take(self.rows, xp.reshape(row_index, (-1,)), axis=0),
-            (count, self.height, self.cell),
-        )
-        cols = xp.reshape(
-            xp.take(self.cols, xp.reshape(col_index, (-1,)), axis=0),
-            (count, self.width, self.cell),
-        )
+        """The ``(n, *spatial)`` masks at integer positions ``index`` (``(n,)``)."""
+        xp = self.xp
         grids = xp.take(self.grids, index, axis=0)
-        return xp.matmul(xp.matmul(rows, grids), xp.matrix_transpose(cols))
+        matrices = self._axis_matrices(index)
+        if len(matrices) == 2:
+            rows, cols = matrices
+            return xp.matmul(xp.matmul(rows, grids), xp.matrix_transpose(cols))
+        # Upsample the leading grid axis, then move it last; after every axis the
+        # axes are back in order at their new sizes.
+        out = grids
+        for matrix in matrices:
+            count, first, *rest = out.shape
+            flat = xp.matmul(matrix, xp.reshape(out, (count, first, math.prod(rest))))
+            out = xp.reshape(flat, (count, matrix.shape[1], *rest))
+            out = xp.permute_dims(out, (0, *range(2, out.ndim), 1))
+        return out
 
 
 def rise_masks(
@@ -127,7 +144,7 @@ def rise_masks(
     positive_int(width, "width")
     like = np.zeros((), dtype=np.float64)
     xp = array_namespace(like)
-    source = _RiseMasks(count, cell, keep, int(height), int(width), seed, xp, like)
+    source = _RiseMasks(count, cell, keep, (int(height), int(width)), seed, xp, like)
     return np.asarray(source(xp.arange(count)))
 
 
@@ -174,9 +191,9 @@ def run_rise(
 
         images_first = batch.channels_first()
         like = xp.zeros((), dtype=batch.dtype, device=where)
-        source = _RiseMasks(count, cell, keep, batch.height, batch.width, seed, xp, like)
+        source = _RiseMasks(count, cell, keep, batch.spatial, seed, xp, like)
         image_ids = xp.arange(images, device=where)
-        pixels = batch.height * batch.width
+        pixels = batch.positions
         saliency = xp.zeros((images, pixels), dtype=batch.dtype, device=where)
         chunk_masks: dict[int, Any] = {}
 
@@ -185,7 +202,7 @@ def run_rise(
             rows = xp.arange(start, stop, device=where)
             chunk_masks[start] = source(rows % count)
             return batch.to_input_layout(
-                xp.take(images_first, rows // count, axis=0) * chunk_masks[start][:, None, :, :]
+                xp.take(images_first, rows // count, axis=0) * chunk_masks[start][:, None, ...]
             )
 
         for start, stop, outputs in forward_in_chunks(
@@ -206,7 +223,7 @@ def run_rise(
             weights = xp.where(owner[None, :] == image_ids[:, None], probability[None, :], 0.0)
             mask = chunk_masks.pop(start)
             saliency = saliency + xp.matmul(weights, xp.reshape(mask, (stop - start, pixels)))
-        saliency = xp.reshape(saliency, (images, batch.height, batch.width)) / (count * keep)
+        saliency = xp.reshape(saliency, (images, *batch.spatial)) / (count * keep)
         passes = np.full(images, count + 1, dtype=np.int64)
         return finish(batch, saliency, chosen, passes, "rise")
 
@@ -228,7 +245,9 @@ def rise(
     bilinearly (half-pixel centers, mirrored border, as scikit-image's
     ``resize(order=1, mode="reflect")``) to ``(cell + 1) * ceil(H / cell)`` by
     ``(cell + 1) * ceil(W / cell)`` and cropped to ``H x W`` at a random shift of
-    less than one cell. The saliency of image ``b`` is
+    less than one cell (with 1 or 3 spatial axes, the grid has ``cell`` cells
+    along each and each axis is upsampled and cropped alike). The saliency of
+    image ``b`` is
     ``sum_i P(target | x_b * M_i) * M_i / (N * keep)``, with the mask broadcast
     over the input channels and P the softmax probability (the model's own output
     for models that output probabilities). The same masks serve every image.
@@ -262,8 +281,9 @@ def rise(
     Returns
     -------
     numpy.ndarray
-        The float32 ``(B, H, W)`` maps in [0, 1], zeros where a map is constant;
-        :func:`run_rise` also gives the targets and the cost.
+        The float32 ``(B, *spatial)`` maps in [0, 1] (``(B, H, W)`` for images),
+        zeros where a map is constant; :func:`run_rise` also gives the targets
+        and the cost.
 
     Notes
     -----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,9 @@ def run_score_cam(
         xp, count = batch.xp, batch.size
         features = feature_maps(batch, targets, "Score-CAM", rows=size)
         activations, chosen = features.activations, features.result.targets
-        _, channels, rows, cols = activations.shape
-        maps = xp.reshape(activations, (count * channels, rows, cols))
-        flat = xp.reshape(maps, (count * channels, rows * cols))
+        _, channels, *where = activations.shape
+        maps = xp.reshape(activations, (count * channels, *where))
+        flat = xp.reshape(maps, (count * channels, math.prod(where)))
         # Constant channels (decided at feature resolution, like Group-CAM's step 7)
         # get no forward pass and no weight, as in the reference's `continue`.
         constant = xp.max(flat, axis=1) <= xp.min(flat, axis=1)
@@ -53,12 +54,12 @@ def run_score_cam(
         flat_masks: dict[int, Any] = {}
 
         def masked_inputs(start: int, stop: int) -> Any:
-            upsampled = ops.resize_bilinear(
-                xp.take(maps, kept[start:stop], axis=0), batch.height, batch.width, xp
+            upsampled = ops.resize_linear(
+                xp.take(maps, kept[start:stop], axis=0), batch.spatial, xp
             )
-            masks, flat_masks[start] = ops.min_max_normalize(upsampled, xp)
+            masks, flat_masks[start] = ops.min_max_normalize(upsampled, xp, batch.spatial_axes)
             return batch.to_input_layout(
-                xp.take(images, owner[start:stop], axis=0) * masks[:, None, :, :]
+                xp.take(images, owner[start:stop], axis=0) * masks[:, None, ...]
             )
 
         # A map that rounding made constant after upsampling gets no weight either
@@ -93,9 +94,7 @@ def run_score_cam(
         image_index = xp.arange(count, device=device(batch.x))
         weights = xp.where(owner[None, :] == image_index[:, None], scores_all[None, :], 0.0)
         merged = xp.matmul(weights, xp.take(flat, kept, axis=0))
-        cam = ops.resize_bilinear(
-            xp.reshape(merged, (count, rows, cols)), batch.height, batch.width, xp
-        )
+        cam = ops.resize_linear(xp.reshape(merged, (count, *where)), batch.spatial, xp)
         cam = xp.maximum(cam, xp.zeros_like(cam))
         kept_per_image = np.bincount(
             backend.to_numpy(owner).astype(np.int64), minlength=count

@@ -1,6 +1,7 @@
 """A small analytic 'model' in numpy that implements the backend protocol.
 
-Features: block-average pooling of the image to u x v, a 1x1 channel mix, tanh.
+Features: block-average pooling of the input (1 to 3 spatial axes: a signal, an
+image, a volume) by ``pool`` on every axis, a 1x1 channel mix, tanh.
 Head: logits = mean(A) @ V.T + mean(A**2) @ Q.T + c, whose gradient with respect
 to A is known in closed form and varies over space.
 """
@@ -46,14 +47,17 @@ class FakeNumpyBackend:
 
     # -- the model, channels-first float64 --------------------------------
     def features(self, x_cf: np.ndarray) -> np.ndarray:
-        b, c, h, w = x_cf.shape
+        b, c, *spatial = x_cf.shape
         p = self.pool
-        pooled = x_cf.reshape(b, c, h // p, p, w // p, p).mean(axis=(3, 5))
-        return np.tanh(np.einsum("kc,bcuv->bkuv", self.mix, pooled) + self.bias[:, None, None])
+        blocks = [part for side in spatial for part in (side // p, p)]
+        pooled = x_cf.reshape(b, c, *blocks).mean(axis=tuple(range(3, 3 + 2 * len(spatial), 2)))
+        mixed = np.einsum("kc,bc...->bk...", self.mix, pooled)
+        return np.tanh(mixed + self.bias.reshape(-1, *(1,) * len(spatial)))
 
     def head(self, activations: np.ndarray) -> np.ndarray:
-        m1 = activations.mean(axis=(2, 3))
-        m2 = (activations**2).mean(axis=(2, 3))
+        space = tuple(range(2, activations.ndim))
+        m1 = activations.mean(axis=space)
+        m2 = (activations**2).mean(axis=space)
         logits = m1 @ self.linear.T + m2 @ self.quadratic.T + self.offset
         if self.model_outputs == "probabilities":
             z = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -61,9 +65,10 @@ class FakeNumpyBackend:
         return logits
 
     def logit_gradient(self, activations: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        area = activations.shape[2] * activations.shape[3]
-        v = self.linear[targets][:, :, None, None]
-        q = self.quadratic[targets][:, :, None, None]
+        area = np.prod(activations.shape[2:])
+        ones = (1,) * (activations.ndim - 2)
+        v = self.linear[targets].reshape(*self.linear[targets].shape, *ones)
+        q = self.quadratic[targets].reshape(*self.quadratic[targets].shape, *ones)
         return (v + 2 * q * activations) / area
 
     def predict_one(self, image_cf: np.ndarray) -> np.ndarray:
@@ -71,10 +76,14 @@ class FakeNumpyBackend:
 
     # -- the protocol -------------------------------------------------------
     def _to_cf(self, x: np.ndarray) -> np.ndarray:
-        return x if self.input_layout == "channels_first" else x.transpose(0, 3, 1, 2)
+        if self.input_layout == "channels_first":
+            return x
+        return x.transpose(0, x.ndim - 1, *range(1, x.ndim - 1))
 
     def _from_cf(self, a: np.ndarray) -> np.ndarray:
-        return a if self.feature_layout == "channels_first" else a.transpose(0, 2, 3, 1)
+        if self.feature_layout == "channels_first":
+            return a
+        return a.transpose(0, *range(2, a.ndim), 1)
 
     def prepare_input(self, x):
         return np.asarray(x)
@@ -85,11 +94,12 @@ class FakeNumpyBackend:
         targets = resolve_targets(outputs)
         gradients = self.logit_gradient(activations, targets)
         if self.model_outputs == "probabilities":  # d p_t = p_t (d l_t - sum_j p_j d l_j)
-            area = activations.shape[2] * activations.shape[3]
+            area = np.prod(activations.shape[2:])
+            ones = (1,) * (activations.ndim - 2)
             p = outputs
-            mean_v = (p @ self.linear)[:, :, None, None]
-            mean_q = (p @ self.quadratic)[:, :, None, None]
-            p_t = p[np.arange(len(targets)), targets][:, None, None, None]
+            mean_v = (p @ self.linear).reshape(*p.shape[:1], -1, *ones)
+            mean_q = (p @ self.quadratic).reshape(*p.shape[:1], -1, *ones)
+            p_t = p[np.arange(len(targets)), targets].reshape(-1, 1, *ones)
             gradients = p_t * (gradients - (mean_v + 2 * mean_q * activations) / area)
         return GradientPass(self._from_cf(activations), self._from_cf(gradients), outputs, targets)
 

@@ -1,4 +1,6 @@
-"""A deliberately plain Group-CAM: one image, one group, one pixel at a time.
+"""A deliberately plain Group-CAM: one input, one group, one pixel (or voxel) at a time.
+
+Inputs have 1, 2 or 3 spatial axes: ``(C, L)``, ``(C, H, W)`` or ``(C, D, H, W)``.
 
 Written from docs/algorithm.md with numpy only, in float64, and
 sharing no code with groupcam_core. The vectorized core is checked against it.
@@ -57,6 +59,57 @@ def upsample_bilinear(small: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def gaussian_blur_nd(
+    image: np.ndarray, size: int | tuple[int, ...] = 51, sigma: float | tuple[float, ...] = 50.0
+) -> np.ndarray:
+    """Blur a (C, *spatial) input: the N-D Gaussian kernel (outer product of one 1-D kernel
+    per axis), reflect padding, direct sum over the whole window."""
+    axes = image.ndim - 1
+    sizes = size if isinstance(size, tuple) else (size,) * axes
+    sigmas = sigma if isinstance(sigma, tuple) else (sigma,) * axes
+    kernel = np.ones(())
+    for side, spread in zip(sizes, sigmas, strict=True):
+        offsets = np.arange(side) - side // 2
+        line = np.exp(-(offsets**2) / (2 * spread**2))
+        kernel = np.multiply.outer(kernel, line / line.sum())
+    out = np.empty_like(image, dtype=np.float64)
+    letters = "abc"[:axes]
+    for c in range(image.shape[0]):
+        padded = np.pad(
+            image[c].astype(np.float64), [(side // 2, side // 2) for side in sizes], mode="reflect"
+        )
+        windows = np.lib.stride_tricks.sliding_window_view(padded, sizes)
+        out[c] = np.einsum(
+            f"{letters.upper()}{letters},{letters}->{letters.upper()}", windows, kernel
+        )
+    return out
+
+
+def upsample_linear_nd(small: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+    """Half-pixel linear resize of one N-D map, position by position, over the 2^N corners."""
+
+    def source(i: int, n_in: int, n_out: int) -> tuple[int, int, float]:
+        s = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        i0 = min(int(np.floor(s)), n_in - 1)
+        return i0, min(i0 + 1, n_in - 1), s - i0
+
+    out = np.zeros(spatial)
+    for position in np.ndindex(*spatial):
+        ends = [
+            source(i, n_in, n_out)
+            for i, n_in, n_out in zip(position, small.shape, spatial, strict=True)
+        ]
+        value = 0.0
+        for corner in np.ndindex(*(2,) * len(spatial)):
+            weight, index = 1.0, []
+            for (low, high, fraction), pick in zip(ends, corner, strict=True):
+                weight *= fraction if pick else 1.0 - fraction
+                index.append(high if pick else low)
+            value += weight * small[tuple(index)]
+        out[position] = value
+    return out
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max())
     return z / z.sum()
@@ -73,18 +126,23 @@ def oracle_groupcam(
     already_probabilities: bool = False,
     score_of: Callable[[np.ndarray, int], float] | None = None,
     members: list[list[np.ndarray]] | None = None,
+    blur_size: int | tuple[int, ...] = 51,
+    blur_sigma: float | tuple[float, ...] = 50.0,
+    percentile: float = 70.0,
 ) -> OracleResult:
-    """Group-CAM of docs/algorithm.md for channels-first arrays.
+    """Group-CAM of docs/algorithm.md for channels-first arrays, 1 to 3 spatial axes.
 
-    ``predict`` maps one (C, H, W) image to the model's 1-D output. ``score_of(out,
+    ``predict`` maps one (C, *spatial) input to the model's 1-D output. ``score_of(out,
     target)`` (``score_of``) replaces the softmax probability of the target (for target
     functions). ``members[b][g]`` lists the channels of group ``g`` of image ``b``
     (default: contiguous groups, as ``numpy.array_split``).
     """
     paper = variant == "paper"
+    blur_size_is_one_int = isinstance(blur_size, int) and isinstance(blur_sigma, float)
     batch, channels = activations.shape[:2]
-    height, width = images.shape[2:]
-    saliency = np.zeros((batch, height, width))
+    spatial = images.shape[2:]
+    two_d = len(spatial) == 2
+    saliency = np.zeros((batch, *spatial))
     scores_out = np.zeros((batch, groups))
     skipped = np.zeros((batch, groups), dtype=bool)
     baselines = np.zeros(batch)
@@ -99,9 +157,13 @@ def oracle_groupcam(
     for b in range(batch):
         target = int(targets[b])
         alpha = [gradients[b, k].mean() for k in range(channels)]
-        blurred = gaussian_blur_image(images[b])
+        blurred = (
+            gaussian_blur_image(images[b], blur_size, blur_sigma)
+            if two_d and blur_size_is_one_int
+            else gaussian_blur_nd(images[b], blur_size, blur_sigma)
+        )
         baselines[b] = probability(blurred, target)
-        merged = np.zeros((height, width))
+        merged = np.zeros(spatial)
         split = np.array_split(np.arange(channels), groups)
         for g, channel_list in enumerate(split if members is None else members[b]):
             group_map = np.zeros(activations.shape[2:])
@@ -109,13 +171,17 @@ def oracle_groupcam(
                 group_map = group_map + alpha[k] * activations[b, k]
             group_map = np.maximum(group_map, 0)
             if paper:
-                threshold = np.percentile(group_map, 70)
+                threshold = np.percentile(group_map, percentile)
                 group_map = np.where(group_map > threshold, group_map, 0.0)
             is_constant = group_map.max() == group_map.min()
             if is_constant and paper:
                 skipped[b, g] = True
                 continue
-            upsampled = upsample_bilinear(group_map, height, width)
+            upsampled = (
+                upsample_bilinear(group_map, *spatial)
+                if two_d
+                else upsample_linear_nd(group_map, spatial)
+            )
             if is_constant:
                 upsampled = np.zeros_like(upsampled)
                 mask = np.zeros_like(upsampled)

@@ -26,7 +26,8 @@ def _x(batch: int = 2) -> np.ndarray:
 @pytest.mark.parametrize(
     ("x", "error", "message"),
     [
-        (np.zeros((3, 16, 16)), InputError, r"4-D batch .* \(add a batch axis"),
+        (np.zeros((3, 16)), InputError, r"1 to 3 spatial axes.*\(add a batch axis"),
+        (np.zeros((1, 3, 4, 4, 4, 4)), InputError, r"1 to 3 spatial axes, \(B, C, L\)"),
         (np.zeros((0, 3, 16, 16)), InputError, "empty"),
         (np.zeros((2, 3, 16, 16), dtype=np.int32), InputError, "floating-point"),
     ],

@@ -435,8 +435,8 @@ def test_bad_inputs_targets_and_models_get_the_library_errors() -> None:
     broken[1, 2, 3, 4] = np.nan
     with pytest.raises(InputError, match="NaN or inf"):
         grad_cam(FakeNumpyBackend(), broken)
-    with pytest.raises(InputError, match="4-D batch"):
-        score_cam(FakeNumpyBackend(), x[0])
+    with pytest.raises(InputError, match="1 to 3 spatial axes"):
+        score_cam(FakeNumpyBackend(), x[0, 0])
     with pytest.raises(TargetError, match="out of range"):
         rise(FakeNumpyBackend(), x, targets=7, masks=3)
     with pytest.raises(TargetError, match="got 3 targets for a batch of 2"):
