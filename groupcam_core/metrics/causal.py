@@ -93,8 +93,8 @@ def _causal(
 ) -> CausalCurves:
     with metric_run(explainer, x, saliency, batch_size) as run:
         backend, chunk, images, maps = run.backend, run.chunk, run.images, run.maps
-        batch, _, height, width = images.shape
-        pixels = height * width
+        batch, spatial = images.shape[0], images.shape[2:]
+        pixels = int(np.prod(spatial))
         step = max(1, pixels // DEFAULT_STEPS) if step is None else step
         step = positive_int(step, "step")
         steps = -(-pixels // step)
@@ -104,7 +104,7 @@ def _causal(
         order = np.argsort(-maps.reshape(batch, pixels), axis=1, kind="stable")
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(pixels)[None, :], axis=1)
-        rank = rank.reshape(batch, 1, height, width)
+        rank = rank.reshape(batch, 1, *spatial)
 
         resolved, clean = clean_pass(backend, images, targets, chunk)
         if blur is None:
@@ -112,7 +112,11 @@ def _causal(
             computed = np.arange(1, steps + 1)  # step 0 is the clean image
         else:
             blurred = ops.blur_images(
-                images.astype(np.float64), blur[0], blur[1], array_namespace(images)
+                images.astype(np.float64),
+                blur[0],
+                blur[1],
+                array_namespace(images),
+                len(spatial),
             )
             start_images, end_images = blurred.astype(images.dtype), images
             computed = np.arange(0, steps)  # step n is the clean image
@@ -123,7 +127,7 @@ def _causal(
 
         def build(first: int, last: int) -> np.ndarray:
             owners = row_image[first:last]
-            taken = rank[owners] < row_taken[first:last, None, None, None]
+            taken = rank[owners] < row_taken[first:last].reshape(-1, *(1,) * (rank.ndim - 1))
             end = end_images[owners] if end_images.ndim else end_images
             return np.where(taken, end, start_images[owners])
 

@@ -12,12 +12,13 @@ from ..namespaces import to_host
 __all__ = ["check_maps", "check_masks"]
 
 
-def check_maps(saliency: Any, shape: tuple[int, int, int], what: str = "saliency") -> np.ndarray:
+def check_maps(saliency: Any, shape: tuple[int, ...], what: str = "saliency") -> np.ndarray:
     """``saliency`` as float64 host maps of ``shape``, finite, else :class:`InputError`."""
     maps = to_host(saliency)
     if maps.shape != shape:
         raise InputError(
-            f"{what} maps must have shape (B, H, W) = {shape} to match the batch, got {maps.shape}"
+            f"{what} maps must have shape {_letters(shape)} = {shape} to match the batch, "
+            f"got {maps.shape}"
         )
     if not (np.issubdtype(maps.dtype, np.floating) or np.issubdtype(maps.dtype, np.integer)):
         raise InputError(f"{what} maps must be real numbers, got dtype {maps.dtype}")
@@ -27,12 +28,18 @@ def check_maps(saliency: Any, shape: tuple[int, int, int], what: str = "saliency
     return maps
 
 
+def _letters(shape: tuple[int, ...]) -> str:
+    """The maps' shape in letters: (B, L), (B, H, W) or (B, D, H, W)."""
+    return {2: "(B, L)", 3: "(B, H, W)", 4: "(B, D, H, W)"}.get(len(shape), "(B, *spatial)")
+
+
 def check_masks(masks: Any, shape: tuple[int, ...]) -> np.ndarray:
     """Ground-truth ``masks`` as non-empty boolean host masks of ``shape``."""
     found = to_host(masks)
     if found.shape != shape:
         raise InputError(
-            f"ground-truth masks must have shape (B, H, W) = {shape} like the saliency maps, "
+            f"ground-truth masks must have shape {_letters(shape)} = {shape} like the saliency "
+            "maps, "
             f"got {found.shape}"
         )
     if found.dtype != np.bool_:
@@ -41,5 +48,5 @@ def check_masks(masks: Any, shape: tuple[int, ...]) -> np.ndarray:
         found = found.astype(bool)
     empty = np.flatnonzero(~found.reshape(shape[0], -1).any(axis=1))
     if empty.size:
-        raise InputError(f"the ground-truth mask of image {int(empty[0])} is empty")
+        raise InputError(f"the ground-truth mask of input {int(empty[0])} is empty")
     return found

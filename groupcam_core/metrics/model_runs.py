@@ -52,8 +52,8 @@ def metric_run(
     with as_backend(explainer, x) as backend:
         chunk = resolve_batch_size(batch_size, backend, preferred_batch_size(explainer))
         images = host_batch(backend, x)
-        batch, _, height, width = images.shape
-        yield MetricRun(backend, chunk, images, check_maps(saliency, (batch, height, width)))
+        shape = (images.shape[0], *images.shape[2:])
+        yield MetricRun(backend, chunk, images, check_maps(saliency, shape))
 
 
 def host_batch(backend: Backend, x: Any) -> np.ndarray:
@@ -62,12 +62,14 @@ def host_batch(backend: Backend, x: Any) -> np.ndarray:
     layout = backend.input_layout
     validate_input(prepared, layout, array_namespace(prepared))
     host = np.asarray(backend.to_numpy(prepared))
-    return host.transpose(0, 3, 1, 2) if layout == "channels_last" else host
+    if layout == "channels_last":
+        return host.transpose(0, host.ndim - 1, *range(1, host.ndim - 1))
+    return host
 
 
 def _to_layout(chunk: np.ndarray, backend: Backend) -> np.ndarray:
     if backend.input_layout == "channels_last":
-        return np.ascontiguousarray(chunk.transpose(0, 2, 3, 1))
+        return np.ascontiguousarray(chunk.transpose(0, *range(2, chunk.ndim), 1))
     return chunk
 
 

@@ -88,17 +88,16 @@ def pointing_game(saliency: Any, masks: Any, tolerance: float = 15.0) -> Pointin
     """
     tolerance = real_number(tolerance, "tolerance", "a distance in pixels", at_least=0.0)
     maps = to_host(saliency)
-    if maps.ndim != 3:
-        raise InputError(f"saliency maps must have shape (B, H, W), got {maps.shape}")
+    _check_rank(maps)
     maps = check_maps(maps, maps.shape)
     found = check_masks(masks, maps.shape)
-    batch, _, width = maps.shape
+    batch = maps.shape[0]
     flat_index = np.argmax(maps.reshape(batch, -1), axis=1)  # the first maximum
-    points = np.stack([flat_index // width, flat_index % width], axis=1).astype(np.int64)
+    points = np.stack(np.unravel_index(flat_index, maps.shape[1:]), axis=1).astype(np.int64)
     distances = np.empty(batch, dtype=np.float64)
     for b in range(batch):
-        rows, cols = np.nonzero(found[b])
-        distances[b] = np.sqrt(np.min((rows - points[b, 0]) ** 2 + (cols - points[b, 1]) ** 2))
+        inside = np.stack(np.nonzero(found[b]), axis=1)  # (n, spatial axes)
+        distances[b] = np.sqrt(np.min(((inside - points[b]) ** 2).sum(axis=1)))
     constant = maps.reshape(batch, -1).max(axis=1) <= maps.reshape(batch, -1).min(axis=1)
     return PointingGame(
         hits=(distances <= tolerance) & ~constant,
@@ -106,6 +105,13 @@ def pointing_game(saliency: Any, masks: Any, tolerance: float = 15.0) -> Pointin
         distances=distances,
         tolerance=float(tolerance),
     )
+
+
+def _check_rank(maps: np.ndarray) -> None:
+    if not 2 <= maps.ndim <= 4:
+        raise InputError(
+            f"saliency maps must have shape (B, L), (B, H, W) or (B, D, H, W), got {maps.shape}"
+        )
 
 
 def energy_pointing_game(saliency: Any, masks: Any) -> EnergyPointingGame:
@@ -127,8 +133,7 @@ def energy_pointing_game(saliency: Any, masks: Any) -> EnergyPointingGame:
         Per-image ``proportions`` and their ``mean``.
     """
     maps = to_host(saliency)
-    if maps.ndim != 3:
-        raise InputError(f"saliency maps must have shape (B, H, W), got {maps.shape}")
+    _check_rank(maps)
     maps = check_maps(maps, maps.shape)
     if maps.min() < 0:
         raise InputError(
@@ -136,8 +141,9 @@ def energy_pointing_game(saliency: Any, masks: Any) -> EnergyPointingGame:
             f"{maps.min():g}"
         )
     found = check_masks(masks, maps.shape)
-    total = maps.sum(axis=(1, 2))
-    inside = (maps * found).sum(axis=(1, 2))
+    space = tuple(range(1, maps.ndim))
+    total = maps.sum(axis=space)
+    inside = (maps * found).sum(axis=space)
     with np.errstate(divide="ignore", invalid="ignore"):
         proportions = np.where(total > 0, inside / total, 0.0)
     return EnergyPointingGame(proportions=proportions)

@@ -437,8 +437,8 @@ def test_pointing_game_errors() -> None:
         pointing_game(saliency, np.zeros_like(masks))
     with pytest.raises(InputError, match="boolean"):
         pointing_game(saliency, masks * 2)
-    with pytest.raises(InputError, match=r"\(B, H, W\)"):
-        pointing_game(saliency[0], masks[0])
+    with pytest.raises(InputError, match=r"\(B, L\), \(B, H, W\) or \(B, D, H, W\)"):
+        pointing_game(saliency[0, 0], masks[0, 0])
     with pytest.raises(ConfigError, match="tolerance"):
         pointing_game(saliency, masks, tolerance=-1)
     nan = saliency.copy()

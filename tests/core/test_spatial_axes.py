@@ -142,3 +142,39 @@ def test_a_per_axis_blur_with_the_wrong_number_of_axes_is_refused() -> None:
 def test_a_batch_with_four_spatial_axes_names_the_forms_it_takes() -> None:
     with pytest.raises(InputError, match=r"\(B, C, L\), \(B, C, H, W\), \(B, C, D, H, W\)"):
         explain_group_cam(FakeNumpyBackend(), np.zeros((1, 3, 4, 4, 4, 4)))
+
+
+def test_pointing_games_in_3d_find_the_voxel_and_its_distance() -> None:
+    from groupcam_core.metrics import energy_pointing_game, pointing_game
+
+    maps = np.zeros((2, 6, 7, 8))
+    maps[0, 1, 2, 3] = 1.0  # inside the box
+    maps[1, 5, 6, 7] = 1.0  # outside: nearest box voxel is (3, 4, 5)
+    boxes = np.zeros((2, 6, 7, 8), dtype=bool)
+    boxes[:, 1:4, 2:5, 3:6] = True
+    game = pointing_game(maps, boxes, tolerance=0)
+    np.testing.assert_array_equal(game.points, [[1, 2, 3], [5, 6, 7]])
+    np.testing.assert_allclose(game.distances, [0.0, np.sqrt(4 + 4 + 4)])
+    np.testing.assert_array_equal(game.hits, [True, False])
+    energy = energy_pointing_game(maps + boxes, boxes)
+    np.testing.assert_allclose(energy.proportions, [1.0, 27 / 28])
+
+
+@pytest.mark.parametrize("spatial", [(12,), (4, 4, 4)], ids=["1-D", "3-D"])
+def test_deletion_removes_positions_in_saliency_order(spatial) -> None:
+    from groupcam_core.metrics import deletion
+
+    pool = 4 if len(spatial) == 1 else 2
+    backend = FakeNumpyBackend(channels=6, pool=pool)
+    x = _inputs(spatial, batch=1)
+    positions = int(np.prod(spatial))
+    saliency = np.arange(positions, dtype=np.float64)[::-1].reshape(1, *spatial)
+    curves = deletion(backend, x, saliency, step=positions // 4)
+    target = curves.targets[0]
+    expected = []
+    for taken in range(0, positions + 1, positions // 4):
+        image = x[0].reshape(3, -1).copy()
+        image[:, :taken] = 0.0  # the most salient positions come first in index order
+        probabilities = np.exp(backend.predict_one(image.reshape(x[0].shape)))
+        expected.append(probabilities[target] / probabilities.sum())
+    np.testing.assert_allclose(curves.curves[0], expected, atol=1e-12)
