@@ -11,6 +11,9 @@ import numpy as np
 __all__ = [
     "as_rgb_float",
     "overlay",
+    "save_signal_overlay",
+    "save_volume_montage",
+    "volume_montage",
     "save_comparison_grid",
     "save_grid",
     "save_overlay",
@@ -90,6 +93,133 @@ def save_overlay(
     axes.set_title(title, fontsize=10)
     axes.axis("off")
     figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="saliency")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    return path
+
+
+def _checked_map(saliency: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    saliency = np.asarray(saliency, dtype=np.float32)
+    if saliency.shape != shape:
+        raise ValueError(f"saliency shape {saliency.shape} does not match the {what} {shape}")
+    return saliency
+
+
+def save_signal_overlay(
+    path: str | Path,
+    signal: np.ndarray,
+    saliency: np.ndarray,
+    title: str = "",
+    colormap: str = "jet",
+) -> Path:
+    """Write a 1-D signal with its saliency map as a colored band under it to a PNG file.
+
+    Parameters
+    ----------
+    path
+        PNG file to write.
+    signal
+        ``(L,)`` one channel, or ``(C, L)`` channels (each drawn as a line).
+    saliency
+        ``(L,)`` map in [0, 1].
+    title
+        Shown above the plot.
+    colormap
+        Name of a matplotlib colormap for the band.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from matplotlib.figure import Figure
+
+    lines = np.atleast_2d(np.asarray(signal, dtype=np.float64))
+    if lines.ndim != 2:
+        raise ValueError(f"expected an (L,) or (C, L) signal, got shape {np.shape(signal)}")
+    saliency = _checked_map(saliency, (lines.shape[1],), "signal's length")
+    figure = Figure(figsize=(7.0, 3.0), dpi=100)
+    axes = figure.add_subplot()
+    low, high = float(lines.min()), float(lines.max())
+    if high <= low:
+        low, high = low - 1.0, high + 1.0
+    band = axes.imshow(
+        saliency[None, :],
+        aspect="auto",
+        cmap=colormap,
+        vmin=0.0,
+        vmax=1.0,
+        alpha=0.45,
+        extent=(-0.5, lines.shape[1] - 0.5, low, high),
+    )
+    for channel in lines:
+        axes.plot(np.arange(lines.shape[1]), channel, linewidth=1.0, color="black")
+    axes.set_xlim(-0.5, lines.shape[1] - 0.5)
+    axes.set_ylim(low, high)
+    axes.set_xlabel("sample")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(band, ax=axes, fraction=0.046, pad=0.02, label="saliency")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    return path
+
+
+def volume_montage(
+    volume: np.ndarray,
+    saliency: np.ndarray,
+    slices: int = 8,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+) -> np.ndarray:
+    """Overlays of evenly spaced slices of a 3-D volume side by side, as one RGB image.
+
+    Parameters
+    ----------
+    volume
+        ``(D, H, W)`` grey or ``(D, H, W, 3)`` RGB volume (a video's frames).
+    saliency
+        ``(D, H, W)`` map in [0, 1].
+    slices
+        How many slices along the first axis (at most D), evenly spaced.
+    alpha, colormap
+        As for :func:`overlay`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, slices * W, 3)`` uint8 RGB image, the first slice on the left.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim not in (3, 4):
+        raise ValueError(f"expected a (D, H, W) or (D, H, W, 3) volume, got shape {volume.shape}")
+    saliency = _checked_map(saliency, volume.shape[:3], "volume")
+    picked = np.unique(np.linspace(0, volume.shape[0] - 1, min(slices, volume.shape[0])).round())
+    low, high = float(volume.min()), float(volume.max())
+    scaled = (volume.astype(np.float32) - low) / max(high - low, 1e-12)  # one scale for all
+    return np.concatenate(
+        [overlay(scaled[int(d)], saliency[int(d)], alpha, colormap) for d in picked], axis=1
+    )
+
+
+def save_volume_montage(
+    path: str | Path,
+    volume: np.ndarray,
+    saliency: np.ndarray,
+    title: str = "",
+    slices: int = 8,
+    alpha: float = 0.5,
+) -> Path:
+    """Write :func:`volume_montage` with a title to a PNG file; return its path."""
+    from matplotlib.figure import Figure
+
+    montage = volume_montage(volume, saliency, slices=slices, alpha=alpha)
+    height, width = montage.shape[:2]
+    figure = Figure(figsize=(max(3.0, 1.6 * width / height), 2.2), dpi=100)
+    axes = figure.add_subplot()
+    axes.imshow(montage)
+    axes.set_title(title, fontsize=10)
+    axes.axis("off")
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path)

@@ -5,7 +5,15 @@ import pytest
 from PIL import Image
 
 from groupcam.samples import imagenet_class_names, load_sample_photos
-from groupcam_core.visualization import overlay, save_comparison_grid, save_grid, save_overlay
+from groupcam_core.visualization import (
+    overlay,
+    save_comparison_grid,
+    save_grid,
+    save_overlay,
+    save_signal_overlay,
+    save_volume_montage,
+    volume_montage,
+)
 
 
 def test_overlay_blends_heat_over_the_image() -> None:
@@ -65,3 +73,27 @@ def test_comparison_grid_has_a_row_per_image_and_a_column_per_method(tmp_path) -
         save_comparison_grid(tmp_path / "bad.png", images, {"a": maps["a"][:2]})
     with pytest.raises(ValueError, match="2 row titles for 3 images"):
         save_comparison_grid(tmp_path / "bad.png", images, maps, ["x", "y"])
+
+
+def test_a_volume_montage_shows_evenly_spaced_slices_left_to_right() -> None:
+    volume = np.zeros((10, 6, 5))
+    saliency = np.zeros((10, 6, 5))
+    saliency[9] = 1.0  # only the last slice is salient
+    montage = volume_montage(volume, saliency, slices=4, alpha=1.0)
+    assert montage.shape == (6, 4 * 5, 3)
+    # jet: 0 is dark blue, 1 is dark red; slices 0, 3, 6 and 9.
+    assert (montage[:, :15, 2] > montage[:, :15, 0]).all()
+    assert (montage[:, 15:, 0] > montage[:, 15:, 2]).all()
+    with pytest.raises(ValueError, match="does not match the volume"):
+        volume_montage(volume, saliency[:5])
+
+
+def test_signal_and_volume_pictures_are_written(tmp_path) -> None:
+    signal = np.sin(np.linspace(0, 6, 50))[None].repeat(2, axis=0)
+    band = save_signal_overlay(tmp_path / "signal.png", signal, np.linspace(0, 1, 50), "ecg")
+    assert Image.open(band).size == (700, 300)
+    with pytest.raises(ValueError, match="signal's length"):
+        save_signal_overlay(tmp_path / "bad.png", signal, np.zeros(49))
+    volume = np.random.default_rng(0).random((16, 8, 8))
+    montage = save_volume_montage(tmp_path / "volume.png", volume, volume, "ct")
+    assert Image.open(montage).size[0] > Image.open(montage).size[1]
