@@ -1,5 +1,5 @@
-"""Sessions: lint, core, torch, keras-and-jax, ray (the test suite); bench, gpu-check,
-evaluate, docs.
+"""Sessions: lint, core, torch, keras-and-jax, ray (the test suite); bench, bench-reference,
+gpu-check, evaluate, evaluate-volumes, docs.
 
 Run ``nox`` for the default sessions: the whole test suite. ``nox -- -m "not slow"``
 skips the slow tests for a quicker loop while developing.
@@ -46,7 +46,7 @@ def core(session: nox.Session) -> None:
     installs it); the parquet export is read back with pandas.
     """
     session.install(
-        ".[parquet]",
+        ".[parquet,nifti]",
         "pandas>=2",
         "pytest>=7.4",
         "scikit-image>=0.21",
@@ -128,6 +128,7 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "benchmarks/bench_jax.py", *session.posargs)
     session.run("python", "benchmarks/bench_explain.py", *session.posargs)
+    session.run("python", "benchmarks/bench_volumes.py")
 
 
 @nox.session(name="gpu-check")
@@ -149,6 +150,22 @@ def evaluate(session: nox.Session) -> None:
     session.install(TORCH)
     session.install(".[torch,test]", "scikit-learn>=1.3")
     session.run("python", "evaluation/evaluate.py", *session.posargs)
+
+
+@nox.session(name="evaluate-volumes")
+def evaluate_volumes(session: nox.Session) -> None:
+    """The synthetic 3-D evaluation; trains its 3-D CNN, writes docs/evaluation-volumes.md."""
+    session.install(TORCH)
+    session.install(".[torch,test]")
+    session.run("python", "evaluation/evaluate_volumes.py", *session.posargs)
+
+
+@nox.session(name="bench-reference")
+def bench_reference(session: nox.Session) -> None:
+    """groupcam beside the public reference code: ``nox -s bench-reference -- --reference PATH``."""
+    session.install(TORCH)
+    session.install(".[torch,demo]", "kornia", "scikit-learn")
+    session.run("python", "benchmarks/bench_reference.py", *session.posargs)
 
 
 @nox.session(name="train-synthetic")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -106,19 +106,26 @@ def _checked_map(saliency: np.ndarray, shape: tuple[int, ...], what: str) -> np.
     return saliency
 
 
+def _save(figure: Any, path: str | Path | IO[bytes]) -> Path | IO[bytes]:
+    """Write a figure as PNG to a file path or a binary stream; return where."""
+    target = Path(path) if isinstance(path, (str, Path)) else path
+    figure.savefig(target, format="png")
+    return target
+
+
 def save_signal_overlay(
-    path: str | Path,
+    path: str | Path | IO[bytes],
     signal: np.ndarray,
     saliency: np.ndarray,
     title: str = "",
     colormap: str = "jet",
-) -> Path:
+) -> Path | IO[bytes]:
     """Write a 1-D signal with its saliency map as a colored band under it to a PNG file.
 
     Parameters
     ----------
     path
-        PNG file to write.
+        PNG file to write (a path, or a binary stream).
     signal
         ``(L,)`` one channel, or ``(C, L)`` channels (each drawn as a line).
     saliency
@@ -160,9 +167,7 @@ def save_signal_overlay(
     axes.set_title(title, fontsize=10)
     figure.colorbar(band, ax=axes, fraction=0.046, pad=0.02, label="saliency")
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    return path
+    return _save(figure, path)
 
 
 def volume_montage(
@@ -203,13 +208,13 @@ def volume_montage(
 
 
 def save_volume_montage(
-    path: str | Path,
+    path: str | Path | IO[bytes],
     volume: np.ndarray,
     saliency: np.ndarray,
     title: str = "",
     slices: int = 8,
     alpha: float = 0.5,
-) -> Path:
+) -> Path | IO[bytes]:
     """Write :func:`volume_montage` with a title to a PNG file; return its path."""
     from matplotlib.figure import Figure
 
@@ -221,9 +226,7 @@ def save_volume_montage(
     axes.set_title(title, fontsize=10)
     axes.axis("off")
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    return path
+    return _save(figure, path)
 
 
 def save_grid(

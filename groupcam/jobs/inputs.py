@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from .arrays import is_array_input
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -81,7 +82,8 @@ def image_name(path: str, readable: str) -> str:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    """A picture or an array input (``.npy``, ``.nii``, ``.nii.gz``)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_array_input(path)
 
 
 def _regular(path: Path) -> bool:
@@ -153,8 +155,10 @@ def find_images(
     """Expand INPUT arguments (files, folders searched recursively, globs) into images.
 
     Folders and globs yield regular files ending in one of
-    :data:`IMAGE_SUFFIXES`; a file named directly is taken whatever its suffix
-    (it must still decode as JPEG, PNG, BMP, TIFF or WebP). Hidden folders are
+    :data:`IMAGE_SUFFIXES` or :data:`~groupcam.jobs.arrays.ARRAY_SUFFIXES`
+    (``.npy``, ``.nii``, ``.nii.gz``: arrays that are the model's input
+    already); a file named directly is taken whatever its suffix (it must still
+    decode as JPEG, PNG, BMP, TIFF or WebP, or be an array). Hidden folders are
     skipped, links to folders are not followed, pipes and other special files
     are never read, and a file reached twice is listed once.
 

@@ -1,4 +1,7 @@
-"""One worker of a job: the model loaded once, then one image at a time explained and drawn.
+"""One worker of a job: the model loaded once, then one input at a time explained and drawn.
+
+Inputs are pictures (decoded, resized and normalized for the model) or arrays
+already preprocessed (``.npy`` of any rank, NIfTI volumes; :mod:`.arrays`).
 
 The local runner runs one worker in its own process; the Ray runner runs one in
 each actor of its pool. Every image is explained alone (a batch of one), with
@@ -22,6 +25,7 @@ from groupcam_core.model_outputs import check_outputs
 
 from ..errors import SettingsError
 from ..samples import imagenet_class_names
+from .arrays import array_overlay_png, is_array_input, load_array_input
 from .images import (
     check_image_bounds,
     decode_image,
@@ -64,8 +68,9 @@ class Outcome:
     row
         Its ``results.csv`` row, by column (see :data:`RESULT_COLUMNS`).
     map_npy
-        The contents of ``maps/<name>.npy``: the float32 ``(h, w)`` map at the
-        model's input resolution; ``None`` for an error.
+        The contents of ``maps/<name>.npy``: the float32 map at the model's
+        input resolution, ``(h, w)`` for a picture, the input's spatial shape
+        for an array; ``None`` for an error.
     overlay_png
         The contents of ``overlays/<name>.png``; ``None`` for an error.
     finished
@@ -204,12 +209,20 @@ class JobWorker:
         return outcome
 
     def _explain(self, image: ImageInput, data: Any, start: float) -> Outcome:
-        if isinstance(data, np.ndarray):
-            pixels = _as_rgb(data)
-            check_image_bounds(pixels.shape[1], pixels.shape[0])
+        pixels: np.ndarray | None = None
+        box = None
+        if is_array_input(image.path) and not isinstance(data, np.ndarray):
+            # Already the model's input: neither resized nor normalized.
+            x = load_array_input(
+                data if data is not None else image.path, image.path, self.loaded.layout
+            )
         else:
-            pixels = decode_image(data if data is not None else image.path)
-        x, box = self.prepare(pixels)
+            if isinstance(data, np.ndarray):
+                pixels = _as_rgb(data)
+                check_image_bounds(pixels.shape[1], pixels.shape[0])
+            else:
+                pixels = decode_image(data if data is not None else image.path)
+            x, box = self.prepare(pixels)
         explainer = self._explainer_for(x)
         result = explainer.explain(x, targets=self.job.target)
         saliency = np.asarray(result.saliency[0], dtype=np.float32)
@@ -235,7 +248,10 @@ class JobWorker:
         label = f"{row['target_name'] or f'class {target}'} ({row['probability']:.1%})"
         if row["degenerate"]:
             label += ", degenerate map"
-        overlay = png_bytes(overlay_on_original(pixels, saliency, box, label=label))
+        if pixels is None:
+            overlay = array_overlay_png(x, saliency, self.loaded.layout, label)
+        else:
+            overlay = png_bytes(overlay_on_original(pixels, saliency, box, label=label))
         row["seconds"] = round(time.perf_counter() - start, 4)
         return Outcome(row, map_bytes(saliency), overlay)
 
