@@ -110,7 +110,7 @@ def own_passes(model: nn.Module, x: torch.Tensor, chunk: int) -> None:
     model.zero_grad(set_to_none=True)
     total = (GROUPS + 1) * x.shape[0]
     with torch.inference_mode():
-        inputs = x.detach()[:1].expand(chunk, -1, -1, -1).contiguous()
+        inputs = x.detach()[:1].expand(chunk, *x.shape[1:]).contiguous()
         for start in range(0, total, chunk):
             model(inputs[: min(chunk, total - start)])
 

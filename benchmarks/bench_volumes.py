@@ -24,12 +24,11 @@ import subprocess
 import sys
 
 import torch
-from bench_torch import machine, timed
+from bench_torch import GROUPS, machine, own_passes, timed
 from torch import nn
 
 from groupcam_torch import DEFAULT_BATCH_SIZES, GroupCAM
 
-GROUPS = 32
 SIDE = 64
 LAYER = "features.3"
 
@@ -59,19 +58,6 @@ class VolumeNet(nn.Module):
 def model() -> nn.Module:
     torch.manual_seed(0)
     return VolumeNet().eval()
-
-
-def own_passes(net: nn.Module, x: torch.Tensor, chunk: int) -> None:
-    """The model's own cost: forward+backward, then (G+1)*B forwards in chunks."""
-    x = x.clone().requires_grad_(True)
-    logits = net(x)
-    logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
-    net.zero_grad(set_to_none=True)
-    total = (GROUPS + 1) * x.shape[0]
-    with torch.inference_mode():
-        inputs = x.detach()[:1].expand(chunk, -1, -1, -1, -1).contiguous()
-        for start in range(0, total, chunk):
-            net(inputs[: min(chunk, total - start)])
 
 
 def peak_child(batch: int, workload: str) -> float:

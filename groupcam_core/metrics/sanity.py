@@ -68,8 +68,11 @@ def rank_correlations(
     do not depend on what the model learnt.
     """
     reference = to_host(original)
-    if reference.ndim != 3:
-        raise InputError(f"original maps must have shape (B, H, W), got {reference.shape}")
+    if not 2 <= reference.ndim <= 4:
+        raise InputError(
+            "original maps must have shape (B, L), (B, H, W) or (B, D, H, W), got "
+            f"{reference.shape}"
+        )
     reference = check_maps(reference, reference.shape, "original")
     flat_reference = reference.reshape(reference.shape[0], -1)
     constant_reference = np.ptp(flat_reference, axis=1) == 0
