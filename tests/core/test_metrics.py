@@ -528,8 +528,12 @@ def test_rank_correlations_errors_and_empty_steps() -> None:
     assert empty.correlations.shape == (0, 2)
     with pytest.raises(InputError, match=r"randomized \(a\) maps must have shape"):
         rank_correlations(original, [("a", np.ones((2, 4, 5)))])
-    with pytest.raises(InputError, match="original maps"):
-        rank_correlations(np.ones((4, 4)), [])
+    with pytest.raises(InputError, match=r"original maps must have shape \(B, L\)"):
+        rank_correlations(np.ones(4), [])
+    volumes = rank_correlations(
+        np.arange(16.0).reshape(1, 2, 2, 4), [("a", -np.ones((1, 2, 2, 4)))]
+    )
+    assert volumes.correlations.shape == (1, 1)
 
 
 def test_rank_correlations_need_no_scipy_and_equal_scipys(monkeypatch) -> None:
