@@ -309,7 +309,7 @@ def test_layer_that_never_runs(images) -> None:
 
 def test_model_without_convolution() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
-    with pytest.raises(TargetLayerError, match="no 2-D convolution"):
+    with pytest.raises(TargetLayerError, match="no convolution with a spatial output of the input"):
         GroupCAM(model, groups=2)(torch.zeros(1, 3, 8, 8))
 
 
@@ -364,7 +364,12 @@ def test_softmax_model_is_not_softmaxed_twice(blob_net, images) -> None:
 @pytest.mark.parametrize(
     ("x", "error", "message"),
     [
-        (torch.zeros(3, 32, 32), InputError, r"4-D batch \(B, C, H, W\)"),
+        (torch.zeros(32, 32), InputError, r"1 to 3 spatial axes, \(B, C, L\), \(B, C, H, W\)"),
+        (  # one image without its batch axis: a batch of signals to a 2-D model
+            torch.zeros(3, 32, 32),
+            ValueError,  # BatchNorm2d's own error, with a note
+            r"(?s)expected 4D input.*add a batch axis \(x\[None\]\)",
+        ),
         (torch.zeros(0, 3, 32, 32), InputError, "empty"),
         (
             torch.zeros(2, 4, 32, 32),
