@@ -20,8 +20,10 @@ from .protocol import Backend, Layout
 
 __all__ = [
     "BATCH_FORMS",
+    "SPATIAL_LETTERS",
     "PreparedBatch",
     "concat_rows",
+    "has_spatial_rank",
     "prepare_batch",
     "to_channels_first",
     "to_channels_last",
@@ -29,16 +31,23 @@ __all__ = [
 ]
 
 
+#: The spatial axes of a signal, an image and a volume, by their number.
+SPATIAL_LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}
 #: The batch shapes of each number of spatial axes, per layout.
 BATCH_FORMS = {
-    "channels_first": {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"},
-    "channels_last": {1: "(B, L, C)", 2: "(B, H, W, C)", 3: "(B, D, H, W, C)"},
+    "channels_first": {axes: f"(B, C, {letters})" for axes, letters in SPATIAL_LETTERS.items()},
+    "channels_last": {axes: f"(B, {letters}, C)" for axes, letters in SPATIAL_LETTERS.items()},
 }
+
+
+def has_spatial_rank(ndim: int) -> bool:
+    """Whether an array of ``ndim`` axes is a batch with 1 to 3 spatial axes (3- to 5-D)."""
+    return 3 <= ndim <= 5
 
 
 def to_channels_first(array: Any, layout: Layout, xp: Any) -> Any:
     """Channels-last arrays with 1 to 3 spatial axes to channels-first; others unchanged."""
-    if layout == "channels_last" and 3 <= array.ndim <= 5:
+    if layout == "channels_last" and has_spatial_rank(array.ndim):
         return xp.permute_dims(array, (0, array.ndim - 1, *range(1, array.ndim - 1)))
     return array
 
@@ -52,7 +61,7 @@ def validate_input(x: Any, layout: Layout, xp: Any) -> None:
     """Raise :class:`InputError` unless ``x`` is a non-empty, finite float batch with 1 to 3
     spatial axes: ``(B, C, L)``, ``(B, C, H, W)`` or ``(B, C, D, H, W)`` channels-first,
     the channels last otherwise."""
-    if not 3 <= x.ndim <= 5:
+    if not has_spatial_rank(x.ndim):
         expected = ", ".join(BATCH_FORMS[layout].values())
         hint = " (add a batch axis for a single input)" if x.ndim == 2 else ""
         raise InputError(
@@ -111,16 +120,6 @@ class PreparedBatch:
     def positions(self) -> int:
         """Spatial positions per input (pixels, voxels or samples)."""
         return math.prod(self.spatial)
-
-    @property
-    def height(self) -> int:
-        """The image height of a 2-D batch."""
-        return self.spatial[-2]
-
-    @property
-    def width(self) -> int:
-        """The image width of a 2-D batch (the length of a 1-D one)."""
-        return self.spatial[-1]
 
     def form(self) -> str:
         """The batch's shape in letters, as the adapter takes it: ``(B, C, H, W)``, ..."""

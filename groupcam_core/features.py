@@ -15,7 +15,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .batches import PreparedBatch, concat_rows, to_channels_first
+from .batches import SPATIAL_LETTERS, PreparedBatch, concat_rows, to_channels_first
 from .errors import ConfigError, TargetLayerError, is_out_of_memory, layer_not_connected, warn
 from .forward import out_of_memory_warning
 from .protocol import GradientPass
@@ -151,10 +151,6 @@ def _check_feature_layout(
     )
 
 
-def _spatial_letters(axes: int) -> str:
-    return {1: "L", 2: "H, W", 3: "D, H, W"}[axes]
-
-
 def _checked_layer(
     name: str | None,
     activations: Any,
@@ -188,7 +184,7 @@ def _checked_layer(
             f"{described} gave activations of shape {shape}; the input is a batch "
             f"{batch.form()} with {batch.spatial_axes} spatial "
             f"{'axis' if batch.spatial_axes == 1 else 'axes'}, so {method} needs a {rank}-D "
-            f"feature map (B, channels, {_spatial_letters(batch.spatial_axes)}) with one row "
+            f"feature map (B, channels, {SPATIAL_LETTERS[batch.spatial_axes]}) with one row "
             f"per input (batch {batch.size}){hint}"
         )
     if tuple(gradients.shape) != shape:

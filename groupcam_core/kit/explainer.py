@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..arguments import one_of, positive_int
-from ..batches import concat_rows, prepare_batch
+from ..batches import concat_rows, has_spatial_rank, prepare_batch
 from ..config import GroupCAMConfig, make_config
 from ..engine import explain_group_cam
 from ..errors import (
@@ -176,7 +176,7 @@ class ExplainerBase:
         if self._layers is None:
             probe = self._probe_backend()
             batch = probe.prepare_input(x)
-            if 3 <= getattr(batch, "ndim", 0) <= 5 and 0 not in tuple(batch.shape):
+            if has_spatial_rank(getattr(batch, "ndim", 0)) and 0 not in tuple(batch.shape):
                 rows = batch[:2] if batch.shape[0] >= 2 else concat_rows([batch[:1], batch[:1]])
                 with naming_the_users_batch(tuple(batch.shape)):
                     calls, output = self._probe_layer_calls(probe, rows)

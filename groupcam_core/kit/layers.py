@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..batches import has_spatial_rank
 from ..errors import ConfigError, LayerNotFoundError, TargetLayerError
 from ..features import looks_like_other_layout
 from ..protocol import Layout
@@ -97,7 +98,7 @@ def is_spatial_feature_map(shape: Sequence[int | None], floating: bool, layout: 
     layout
         Where its channel axis is.
     """
-    if not floating or not 3 <= len(shape) <= 5 or any(side is None for side in shape):
+    if not floating or not has_spatial_rank(len(shape)) or any(side is None for side in shape):
         return False
     spatial = shape[1:-1] if layout == "channels_last" else shape[2:]
     return math.prod(int(side) for side in spatial) > 1  # type: ignore[arg-type]

@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from ..batches import SPATIAL_LETTERS
 from ..errors import InputError
 from ..namespaces import to_host
 
-__all__ = ["check_maps", "check_masks"]
+__all__ = ["check_map_rank", "check_maps", "check_masks"]
 
 
 def check_maps(saliency: Any, shape: tuple[int, ...], what: str = "saliency") -> np.ndarray:
@@ -30,7 +31,16 @@ def check_maps(saliency: Any, shape: tuple[int, ...], what: str = "saliency") ->
 
 def _letters(shape: tuple[int, ...]) -> str:
     """The maps' shape in letters: (B, L), (B, H, W) or (B, D, H, W)."""
-    return {2: "(B, L)", 3: "(B, H, W)", 4: "(B, D, H, W)"}.get(len(shape), "(B, *spatial)")
+    letters = SPATIAL_LETTERS.get(len(shape) - 1)
+    return f"(B, {letters})" if letters else "(B, *spatial)"
+
+
+def check_map_rank(maps: np.ndarray, what: str = "saliency") -> None:
+    """:class:`InputError` unless ``maps`` are ``(B, L)``, ``(B, H, W)`` or ``(B, D, H, W)``."""
+    if maps.ndim - 1 not in SPATIAL_LETTERS:
+        raise InputError(
+            f"{what} maps must have shape (B, L), (B, H, W) or (B, D, H, W), got {maps.shape}"
+        )
 
 
 def check_masks(masks: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..batches import validate_input
+from ..batches import to_channels_first, to_channels_last, validate_input
 from ..forward import forward_in_chunks, resolve_batch_size
 from ..kit.explainer import ExplainerBase, as_backend, preferred_batch_size
 from ..protocol import Backend
@@ -62,14 +62,12 @@ def host_batch(backend: Backend, x: Any) -> np.ndarray:
     layout = backend.input_layout
     validate_input(prepared, layout, array_namespace(prepared))
     host = np.asarray(backend.to_numpy(prepared))
-    if layout == "channels_last":
-        return host.transpose(0, host.ndim - 1, *range(1, host.ndim - 1))
-    return host
+    return np.asarray(to_channels_first(host, layout, array_namespace(host)))
 
 
 def _to_layout(chunk: np.ndarray, backend: Backend) -> np.ndarray:
     if backend.input_layout == "channels_last":
-        return np.ascontiguousarray(chunk.transpose(0, *range(2, chunk.ndim), 1))
+        return np.ascontiguousarray(to_channels_last(chunk, array_namespace(chunk)))
     return chunk
 
 

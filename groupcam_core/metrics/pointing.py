@@ -10,7 +10,7 @@ import numpy as np
 from ..arguments import real_number
 from ..errors import InputError
 from ..namespaces import to_host
-from .checks import check_maps, check_masks
+from .checks import check_map_rank, check_maps, check_masks
 
 __all__ = ["EnergyPointingGame", "PointingGame", "energy_pointing_game", "pointing_game"]
 
@@ -88,7 +88,7 @@ def pointing_game(saliency: Any, masks: Any, tolerance: float = 15.0) -> Pointin
     """
     tolerance = real_number(tolerance, "tolerance", "a distance in pixels", at_least=0.0)
     maps = to_host(saliency)
-    _check_rank(maps)
+    check_map_rank(maps)
     maps = check_maps(maps, maps.shape)
     found = check_masks(masks, maps.shape)
     batch = maps.shape[0]
@@ -105,13 +105,6 @@ def pointing_game(saliency: Any, masks: Any, tolerance: float = 15.0) -> Pointin
         distances=distances,
         tolerance=float(tolerance),
     )
-
-
-def _check_rank(maps: np.ndarray) -> None:
-    if not 2 <= maps.ndim <= 4:
-        raise InputError(
-            f"saliency maps must have shape (B, L), (B, H, W) or (B, D, H, W), got {maps.shape}"
-        )
 
 
 def energy_pointing_game(saliency: Any, masks: Any) -> EnergyPointingGame:
@@ -133,7 +126,7 @@ def energy_pointing_game(saliency: Any, masks: Any) -> EnergyPointingGame:
         Per-image ``proportions`` and their ``mean``.
     """
     maps = to_host(saliency)
-    _check_rank(maps)
+    check_map_rank(maps)
     maps = check_maps(maps, maps.shape)
     if maps.min() < 0:
         raise InputError(

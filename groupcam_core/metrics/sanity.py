@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from ..agreement import spearman
-from ..errors import BackendError, ConfigError, InputError
+from ..errors import BackendError, ConfigError
 from ..namespaces import to_host
 from ..targets import TargetSpec
-from .checks import check_maps
+from .checks import check_map_rank, check_maps
 
 __all__ = ["RandomizationCorrelations", "rank_correlations", "sanity_check"]
 
@@ -68,11 +68,7 @@ def rank_correlations(
     do not depend on what the model learnt.
     """
     reference = to_host(original)
-    if not 2 <= reference.ndim <= 4:
-        raise InputError(
-            "original maps must have shape (B, L), (B, H, W) or (B, D, H, W), got "
-            f"{reference.shape}"
-        )
+    check_map_rank(reference, "original")
     reference = check_maps(reference, reference.shape, "original")
     flat_reference = reference.reshape(reference.shape[0], -1)
     constant_reference = np.ptp(flat_reference, axis=1) == 0
