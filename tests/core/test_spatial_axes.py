@@ -12,7 +12,14 @@ import pytest
 from _support.fake_backend import FakeNumpyBackend
 from _support.oracle import gaussian_blur_nd, oracle_groupcam, upsample_linear_nd
 
-from groupcam_core import ConfigError, InputError, explain_group_cam, make_config, ops
+from groupcam_core import (
+    ConfigError,
+    InputError,
+    TargetLayerError,
+    explain_group_cam,
+    make_config,
+    ops,
+)
 from groupcam_core.methods import grad_cam, rise, score_cam
 
 
@@ -178,3 +185,25 @@ def test_deletion_removes_positions_in_saliency_order(spatial) -> None:
         probabilities = np.exp(backend.predict_one(image.reshape(x[0].shape)))
         expected.append(probabilities[target] / probabilities.sum())
     np.testing.assert_allclose(curves.curves[0], expected, atol=1e-12)
+
+
+class _VolumeFeaturesForSignals(FakeNumpyBackend):
+    """A 'layer' whose output has a depth axis although the input is a batch of signals."""
+
+    def gradient_pass(self, x, resolve_targets):
+        result = super().gradient_pass(x, resolve_targets)
+        return type(result)(
+            result.activations[:, :, None, :, None],
+            result.gradients[:, :, None, :, None],
+            result.outputs,
+            result.targets,
+        )
+
+
+def test_a_feature_map_of_another_rank_names_the_rank_expected() -> None:
+    with pytest.raises(
+        TargetLayerError,
+        match=r"input is a batch \(B, C, L\) with 1 spatial axis, so Group-CAM needs a 3-D "
+        r"feature map \(B, channels, L\)",
+    ):
+        explain_group_cam(_VolumeFeaturesForSignals(pool=4), _inputs((32,)))
